@@ -1,0 +1,227 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+r"""Speed of one federated round: the engine's executors vs a hand-written loop.
+
+  python -m benchmarks.round_speed                       # W1 MLP, cohorts 64 and 256
+  python -m benchmarks.round_speed --workloads=mlp,m3t --cohorts=64,256
+
+Variants, all timed in this one process on the same data and the same pure
+`client_update` (FedAvg, full participation):
+
+  loop          Python loop over clients of the jitted client update, then a
+                jitted aggregation and server step (the hand-written baseline);
+  engine/c1     build_round, chunk_size=1 (a compiled loop over clients);
+  engine/c8     build_round, chunk_size=8 (vmap 8 clients, loop over chunks);
+  engine/vmap   build_round, one vmap over the whole cohort;
+  shard4/c1     build_round over 4 devices (jax.shard_map), chunk_size=1 per device;
+  shard4/vmap   the same with one vmap per device.
+
+On CPU the 4 devices are forced host devices sharing the machine's cores. Prints
+seconds per round, rounds/s, client updates/s, examples/s and each variant's
+speed relative to the loop (>1 = faster). Workloads: 'mlp' is STACK.md's W1
+(MLP 784-200-200-10, 160 examples per client, 5 local SGD steps of batch 32);
+'m3t' is the default M3T transformer on the synthetic education federation.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from fedjax_m3t.aggregation import selective  # noqa: E402
+from fedjax_m3t.algorithms import fed_opt, local_training  # noqa: E402
+from fedjax_m3t.data import spec as spec_lib  # noqa: E402
+from fedjax_m3t.data import synthetic  # noqa: E402
+from fedjax_m3t.models import interface, m3t  # noqa: E402
+from fedjax_m3t.simulation import loop as run_lib  # noqa: E402
+from fedjax_m3t.simulation import round as round_lib  # noqa: E402
+
+flags.DEFINE_list("workloads", ["mlp"], "Workloads: mlp (W1), m3t.")
+flags.DEFINE_list("cohorts", ["64", "256"], "Cohort sizes (= clients; full participation).")
+flags.DEFINE_integer("repeats", 3, "Timed rounds per variant (after one warm-up round).")
+flags.DEFINE_list(
+    "variants",
+    ["loop", "engine/c1", "engine/c8", "engine/vmap", "shard4/c1", "shard4/vmap"],
+    "Which variants to time.",
+)
+FLAGS = flags.FLAGS
+
+
+def mlp_model(num_features: int = 784, hidden: int = 200, classes: int = 10) -> interface.Model:
+    """W1's MLP as a Model over 'tabular' inputs (params: backbone + heads/digit)."""
+    spec = spec_lib.DataSpec(
+        modalities=("tabular",),
+        tasks=(spec_lib.TaskSpec(name="digit", kind="multiclass", num_classes=classes),),
+        tabular_features=num_features,
+    )
+
+    def dense(key, n_in, n_out):
+        return {
+            "kernel": jax.random.normal(key, (n_in, n_out)) * np.sqrt(2.0 / n_in),
+            "bias": jnp.zeros((n_out,)),
+        }
+
+    def init(rng):
+        k1, k2, k3 = jax.random.split(rng, 3)
+        return {
+            "backbone": {
+                "dense_0": dense(k1, num_features, hidden),
+                "dense_1": dense(k2, hidden, hidden),
+            },
+            "heads": {"digit": dense(k3, hidden, classes)},
+        }
+
+    def apply(params, examples, *, rng=None, train=False):
+        del rng, train  # Deterministic.
+        x = examples["inputs"]["tabular"]
+        for name in ("dense_0", "dense_1"):
+            x = jax.nn.relu(
+                x @ params["backbone"][name]["kernel"] + params["backbone"][name]["bias"]
+            )
+        head = params["heads"]["digit"]
+        return {"digit": x @ head["kernel"] + head["bias"]}
+
+    def module_usage(examples):
+        return {"backbone": jnp.sum(examples["mask"]).astype(jnp.float32)}
+
+    return interface.Model(spec=spec, init=init, apply=apply, module_usage=module_usage)
+
+
+def mlp_data(num_clients: int, per_client: int = 160, seed: int = 0) -> dict:
+    """Random W1-shaped client data (timing only): [num_clients, 160, ...]."""
+    rng = np.random.default_rng(seed)
+    n = (num_clients, per_client)
+    return {
+        "inputs": {"tabular": rng.random(n + (784,), dtype=np.float32)},
+        "present": {"tabular": np.ones(n, bool)},
+        "labels": {"digit": rng.integers(0, 10, n).astype(np.int32)},
+        "label_mask": {"digit": np.ones(n, bool)},
+        "mask": np.ones(n, bool),
+    }
+
+
+def workload(name: str, num_clients: int):
+    """(model, algorithm, stacked train data, examples per client update)."""
+    local = local_training.LocalTrainingConfig(local_steps=5, batch_size=32)
+    if name == "mlp":
+        model, data = mlp_model(), mlp_data(num_clients)
+        client_opt = optax.sgd(0.1)
+    elif name == "m3t":
+        fed = synthetic.make_education_federation(
+            synthetic.SyntheticConfig(num_clients=num_clients, quantity_skew=0.0)
+        )
+        model, data = m3t.build_m3t_model(fed.spec, m3t.M3TConfig()), fed.train
+        client_opt = optax.adam(3e-3)
+    else:
+        raise app.UsageError(f"Unknown workload {name!r}; use mlp or m3t.")
+    algorithm = fed_opt.fed_opt(
+        model, client_optimizer=client_opt, server_optimizer=optax.sgd(1.0), local=local
+    )
+    return model, algorithm, data, local.local_steps * local.batch_size
+
+
+def loop_round(algorithm, num_clients):
+    """The hand-written baseline: a Python loop over the jitted client update."""
+    client_update = jax.jit(algorithm.client_update)
+    add = jax.jit(
+        lambda acc, out: selective.accumulate(
+            acc,
+            jax.tree.map(lambda x: x[None], out.delta),
+            jax.tree.map(lambda w: w[None], out.weight),
+        )
+    )
+    finish = jax.jit(lambda state, acc: algorithm.server_apply(state, selective.finalize(acc)))
+
+    def run(state, client_states, per_client_data, keys):
+        acc = None
+        for c in range(num_clients):
+            out = client_update(
+                state.params,
+                jax.tree.map(lambda x, c=c: x[c], client_states),
+                per_client_data[c],
+                keys[c],
+            )
+            if acc is None:
+                acc = selective.init(out.delta)
+            acc = add(acc, out)
+        return finish(state, acc)[0]
+
+    return run
+
+
+def time_variant(fn, args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # Compile and warm up.
+    began = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - began) / repeats
+
+
+def bench(name: str, num_clients: int, variants, repeats: int) -> list[tuple[str, float]]:
+    model, algorithm, data, examples_per_update = workload(name, num_clients)
+    state, client_states = run_lib.initial_state(algorithm, model, num_clients, seed=0)
+    rounds_key = jax.random.key(1)
+    data = jax.device_put(data)
+    results = []
+    for variant in variants:
+        if variant == "loop":
+            per_client = [jax.tree.map(lambda x, c=c: x[c], data) for c in range(num_clients)]
+            keys = [jax.random.fold_in(rounds_key, c) for c in range(num_clients)]
+            fn, args = loop_round(algorithm, num_clients), (state, client_states, per_client, keys)
+        else:
+            where, chunk = variant.split("/")
+            mesh = round_lib.make_client_mesh(4) if where == "shard4" else None
+            fn = round_lib.build_round(
+                algorithm,
+                num_clients=num_clients,
+                cohort_size=num_clients,
+                chunk_size=None if chunk == "vmap" else int(chunk[1:]),
+                mesh=mesh,
+            )
+            args = (state, client_states, data, rounds_key)
+        seconds = time_variant(lambda *a, fn=fn: fn(*a), args, repeats)
+        results.append((variant, seconds))
+        base = results[0][1]
+        print(
+            f"{name:<4} cohort {num_clients:>4}  {variant:<12} {seconds * 1e3:9.1f} ms/round  "
+            f"{1 / seconds:7.2f} rounds/s  {num_clients / seconds:8.1f} clients/s  "
+            f"{num_clients * examples_per_update / seconds:9.0f} examples/s  "
+            f"x{base / seconds:5.2f} vs {results[0][0]}",
+            flush=True,
+        )
+    return results
+
+
+def main(argv):
+    del argv  # Unused.
+    print(
+        f"JAX {jax.__version__} on {jax.devices()[0].platform}, {len(jax.devices())} devices, "
+        f"{os.cpu_count()} CPU cores",
+        flush=True,
+    )
+    for name in FLAGS.workloads:
+        for cohort in FLAGS.cohorts:
+            bench(name, int(cohort), FLAGS.variants, FLAGS.repeats)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,242 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The training driver behind experiments/train.py, as a testable function.
+
+`train(settings)` takes the flag values as a plain dict, turns them into typed
+library objects (federation, model, algorithm, simulation config), checks them
+for inconsistencies before any work starts, and calls
+`fedjax_m3t.simulation.run.run`. Only this module and the binary read settings.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from fedjax_m3t import policy as policy_lib
+from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t.data import federation as federation_lib
+from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import synthetic
+from fedjax_m3t.models import m3t
+from fedjax_m3t.simulation import evaluation
+from fedjax_m3t.simulation import logging as logging_lib
+from fedjax_m3t.simulation import loop as run_lib
+
+DATASETS = ("synthetic",)
+
+PRESETS = {
+    # Seconds on CPU: smoke tests and CI.
+    "tiny": {
+        "num_clients": 4,
+        "mean_examples": 24,
+        "rounds": 2,
+        "cohort_size": 4,
+        "local_steps": 2,
+        "batch_size": 8,
+        "width": 16,
+        "depth": 1,
+        "num_heads": 2,
+        "checkpoint_every": 1,
+        "eval_every": 1,
+    },
+}
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together; the message says what to change."""
+
+
+def _positive(settings: dict, *names: str) -> None:
+    for name in names:
+        if settings[name] is None or settings[name] < 1:
+            raise SettingsError(f"--{name} must be >= 1, got {settings[name]}.")
+
+
+def build_federation(settings: dict) -> federation_lib.Federation:
+    """The federation named by --dataset (restricted to --modalities if given)."""
+    if settings["dataset"] not in DATASETS:
+        raise SettingsError(f"--dataset={settings['dataset']} is unknown; choose from {DATASETS}.")
+    config = synthetic.SyntheticConfig(
+        num_clients=settings["num_clients"],
+        mean_examples=settings["mean_examples"],
+        quantity_skew=settings["quantity_skew"],
+        label_skew_alpha=settings["label_skew_alpha"],
+        modality_missing_prob=settings["modality_missing_prob"],
+        task_missing_prob=settings["task_missing_prob"],
+        seed=settings["seed"],
+    )
+    federation = synthetic.make_education_federation(config)
+    modalities = [m for m in settings.get("modalities") or [] if m]
+    if modalities:
+        unknown = sorted(set(modalities) - set(federation.spec.modalities))
+        if unknown:
+            raise SettingsError(
+                f"--modalities names {unknown}, which this dataset lacks; it has "
+                f"{list(federation.spec.modalities)}."
+            )
+        federation = federation.with_modalities(modalities)
+    return federation
+
+
+def check_federation(federation: federation_lib.Federation) -> None:
+    """Raises SettingsError if a task has no labels or a modality no examples anywhere."""
+    for task, counts in federation.label_coverage().items():
+        if counts.sum() == 0:
+            raise SettingsError(
+                f"No client has a label for task {task!r}: nothing can train its head. "
+                "Lower --task_missing_prob or drop the task."
+            )
+    if all(c.sum() == 0 for c in federation.modality_coverage().values()):
+        raise SettingsError("No client holds any modality: there is nothing to learn from.")
+
+
+def build_model(settings: dict, spec: spec_lib.DataSpec):
+    """The M3T model for the data's spec, from the model flags."""
+    _positive(settings, "width", "depth", "num_heads")
+    if settings["width"] % settings["num_heads"]:
+        raise SettingsError(
+            f"--width={settings['width']} must be divisible by --num_heads={settings['num_heads']}."
+        )
+    config = m3t.M3TConfig(
+        width=settings["width"],
+        depth=settings["depth"],
+        num_heads=settings["num_heads"],
+        mlp_dim=2 * settings["width"],
+        lora_rank=settings["lora_rank"],
+        num_prompts=settings["num_prompts"],
+    )
+    return m3t.build_m3t_model(spec, config)
+
+
+def build_algorithm(settings: dict, model):
+    """The named algorithm with the module policy from --federated/--local/--frozen."""
+    _positive(settings, "local_steps")
+    policy = policy_lib.from_flags(settings["federated"], settings["local"], settings["frozen"])
+    local = local_training.LocalTrainingConfig(
+        local_steps=settings["local_steps"],
+        batch_size=settings["batch_size"] or None,
+    )
+    try:
+        return registry.build_algorithm(
+            settings["algorithm"],
+            model,
+            local=local,
+            client_learning_rate=settings["client_lr"],
+            server_learning_rate=settings["server_lr"],
+            client_optimizer_name=settings["client_optimizer"],
+            prox_mu=settings["prox_mu"],
+            momentum=settings["server_momentum"],
+            policy=policy,
+        )
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
+def simulation_config(settings: dict, num_clients: int) -> run_lib.SimulationConfig:
+    """The simulation config; checks the cohort against the federation."""
+    _positive(settings, "cohort_size")
+    if settings["cohort_size"] > num_clients:
+        raise SettingsError(
+            f"--cohort_size={settings['cohort_size']} exceeds the {num_clients} clients of the "
+            "federation."
+        )
+    if settings["rounds"] < 0:
+        raise SettingsError(f"--rounds must be >= 0, got {settings['rounds']}.")
+    return run_lib.SimulationConfig(
+        rounds=settings["rounds"],
+        cohort_size=settings["cohort_size"],
+        chunk_size=settings["chunk_size"] or None,
+        num_devices=settings["num_devices"] or None,
+        seed=settings["seed"],
+        workdir=settings["workdir"],
+        checkpoint_every=settings["checkpoint_every"],
+        eval_every=settings["eval_every"],
+        tensorboard=settings["tensorboard"],
+    )
+
+
+def train(settings: dict) -> run_lib.SimulationResult:
+    """Builds everything from `settings` (flag name -> value) and runs it.
+
+    Raises:
+      SettingsError: before any training, for inconsistent settings.
+    """
+    say = logging_lib.log
+    federation = build_federation(settings)
+    check_federation(federation)
+    say(federation.summary())
+    model = build_model(settings, federation.spec)
+    algorithm = build_algorithm(settings, model)
+    say("Module policy:\n" + algorithm.policy.describe())
+    config = simulation_config(settings, federation.num_clients)
+    fingerprint = {k: v for k, v in settings.items() if k not in _RESUMABLE}
+    if config.workdir:
+        os.makedirs(config.workdir, exist_ok=True)
+        with open(os.path.join(config.workdir, "config.json"), "w") as f:
+            json.dump(settings, f, indent=2, sort_keys=True)
+    else:
+        say("No --workdir: metrics and checkpoints are not saved.")
+    result = run_lib.run(algorithm, model, federation, config, fingerprint=fingerprint)
+    reports = {"global": result.global_report, "personal": result.personal_report}
+    if not any(jax.tree.leaves(algorithm.policy.local)):
+        del reports["personal"]
+        say("\nTest metrics of the global model (no --local modules, so each institution's")
+        say("view is the global model):")
+    else:
+        say("\nTest metrics (global model, and each institution's personalised view):")
+    say(evaluation.format_table(model, federation.client_names, reports))
+    if config.workdir:
+        with open(os.path.join(config.workdir, "final_metrics.json"), "w") as f:
+            json.dump(_reports_json(reports, federation.client_names), f, indent=2)
+    return result
+
+
+# Settings that may change between a run and its resumption.
+_RESUMABLE = (
+    "rounds",
+    "workdir",
+    "checkpoint_every",
+    "eval_every",
+    "tensorboard",
+    "num_devices",
+    "chunk_size",
+)
+
+
+def _reports_json(reports: dict, client_names) -> dict:
+    def clean(d):
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in d.items()}
+
+    return {
+        view: {
+            "pooled": {t: clean(m) for t, m in r.pooled.items()},
+            "per_client": {
+                name: {t: clean(m) for t, m in c.items()}
+                for name, c in zip(client_names, r.per_client, strict=True)
+            },
+        }
+        for view, r in reports.items()
+    }
+
+
+def apply_preset(settings: dict, preset: str | None, explicitly_set: set[str]) -> dict:
+    """Fills in a named preset's values for the settings the user did not set."""
+    if not preset:
+        return settings
+    if preset not in PRESETS:
+        raise SettingsError(f"--preset={preset} is unknown; choose from {sorted(PRESETS)}.")
+    values = {k: v for k, v in PRESETS[preset].items() if k not in explicitly_set}
+    return {**settings, **values}

@@ -1,0 +1,100 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Selective (masked) weighted mean of client deltas, computed as a stream.
+
+Each parameter leaf is averaged only over the clients that hold and trained it:
+client c's weight for leaf l is w[c, l] (e.g. its number of examples that have
+the leaf's modality or task label; 0 if it lacks them), and
+
+    mean[l] = sum_c w[c, l] * delta[c, l] / sum_c w[c, l],     0 where the sum is 0.
+
+A leaf whose total weight is 0 was trained by nobody this round; the server
+leaves it unchanged. The sums are accumulated chunk by chunk, so peak memory is
+set by the chunk of clients in flight, not by the cohort.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_m3t import tree
+from fedjax_m3t import typing as t
+
+
+class Accumulator(NamedTuple):
+    """Running sums (leaves match the delta tree; None at non-shared leaves)."""
+
+    weighted_delta: t.PyTree  # sum_c w[c, l] * delta[c, l], leaf shapes as params
+    weight: t.PyTree  # sum_c w[c, l], float32 scalars
+
+
+class Aggregate(NamedTuple):
+    """The aggregated update.
+
+    Attributes:
+      delta: the selective weighted mean per leaf (0 where nobody trained it).
+      weight: total weight per leaf, float32 scalars; 0 means untrained this round.
+    """
+
+    delta: t.PyTree
+    weight: t.PyTree
+
+
+def init(delta_template: t.PyTree) -> Accumulator:
+    """Zero sums shaped like one client's delta (arrays or ShapeDtypeStructs)."""
+    return Accumulator(
+        weighted_delta=jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), delta_template),
+        weight=jax.tree.map(lambda _: jnp.zeros((), jnp.float32), delta_template),
+    )
+
+
+def accumulate(acc: Accumulator, deltas: t.PyTree, weights: t.PyTree) -> Accumulator:
+    """Adds a stack of clients to the sums.
+
+    Args:
+      acc: running sums.
+      deltas: leaves [k, ...] for k clients.
+      weights: per-leaf float32 [k] weights (the delta tree's structure).
+
+    Returns:
+      The updated sums.
+    """
+    return Accumulator(
+        weighted_delta=jax.tree.map(
+            jnp.add, acc.weighted_delta, tree.weighted_sum(weights, deltas)
+        ),
+        weight=jax.tree.map(lambda a, w: a + jnp.sum(w), acc.weight, weights),
+    )
+
+
+def merge(a: Accumulator, b: Accumulator) -> Accumulator:
+    """Sum of two partial accumulators (e.g. across devices)."""
+    return jax.tree.map(jnp.add, a, b)
+
+
+def finalize(acc: Accumulator) -> Aggregate:
+    """Divides the sums; leaves nobody trained get a zero delta."""
+    delta = jax.tree.map(
+        lambda s, w: jnp.where(w > 0, s / jnp.maximum(w, 1e-30).astype(s.dtype), 0).astype(s.dtype),
+        acc.weighted_delta,
+        acc.weight,
+    )
+    return Aggregate(delta=delta, weight=acc.weight)
+
+
+def mean(deltas: t.PyTree, weights: t.PyTree) -> Aggregate:
+    """One-shot selective mean of stacked deltas [k, ...] with per-leaf weights [k]."""
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), deltas)
+    return finalize(accumulate(init(template), deltas, weights))

@@ -1,0 +1,254 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The modular multi-modal multi-task (M3T) model.
+
+One encoder per modality maps its input to tokens of a shared width D; the
+tokens of all modalities (after optional learned prompts) are concatenated and
+encoded by a transformer backbone into a CLS vector; one head per task reads it:
+
+  tokens = [prompts?, text, image, interaction, tabular]   (the modalities present
+                                                            in the DataSpec)
+  predictions[task] = heads[task](backbone(tokens, token_mask))
+
+A modality that an example lacks (present[m] = False) is masked out of attention,
+never zero-imputed into it: its inputs cannot change any prediction, and its
+encoder gets an exactly zero gradient from that example.
+
+The params pytree is keyed by module role; these names are an API that
+federated algorithms select by glob (see fedjax_m3t/tree.py):
+
+  {'encoders': {<modality>: ...},              one per modality in spec.modalities
+   'backbone': {'cls', 'layer_<i>', 'final_ln'},
+   'adapters': {'lora': {'layer_<i>': {'attn': {<projection>: {'lora_a', 'lora_b'}}}},
+                'prompts': [P, D]},            only the adapters that are enabled;
+                                               no 'adapters' at all if none is
+   'heads': {<task>: {'kernel', 'bias'}}}      one per task in spec.tasks
+
+So a policy can freeze 'backbone' and federate 'adapters/**' (LoRA fine-tuning).
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fedjax_m3t import typing as t
+from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.models import adapters as adapters_lib
+from fedjax_m3t.models import backbone as backbone_lib
+from fedjax_m3t.models import encoders as encoders_lib
+from fedjax_m3t.models import heads as heads_lib
+from fedjax_m3t.models import interface
+
+# Fixed fold_in tags, so adding a modality or task never changes another
+# module's initial params.
+_ENCODER_TAG, _BACKBONE_TAG, _LORA_TAG, _PROMPT_TAG, _HEAD_TAG = range(5)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class M3TConfig:
+    """Sizes of the M3T model.
+
+    Attributes:
+      width: D, the token width shared by all modalities.
+      depth: transformer layers.
+      num_heads: attention heads (must divide width).
+      mlp_dim: hidden width of each transformer MLP.
+      patch_size: image patch side (must divide DataSpec.image_size).
+      lora_rank: rank of the LoRA updates; 0 disables LoRA.
+      lora_alpha: LoRA scale numerator (the update is scaled by alpha / rank).
+      lora_targets: attention projections that get LoRA: 'query', 'key', 'value', 'out'.
+      num_prompts: learned prompt tokens prepended to the sequence; 0 disables.
+      num_experts: reserved for a mixture-of-experts FFN adapter (not implemented;
+        any value but 0 raises NotImplementedError).
+    """
+
+    width: int = 32
+    depth: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 64
+    patch_size: int = 7
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    lora_targets: tuple[str, ...] = ("query", "value")
+    num_prompts: int = 0
+    num_experts: int = 0
+
+    def __post_init__(self):
+        if self.width % self.num_heads:
+            raise ValueError(
+                f"width ({self.width}) must be divisible by num_heads ({self.num_heads})."
+            )
+        if self.depth < 1:
+            raise ValueError(f"depth ({self.depth}) must be >= 1.")
+        _ = self.adapter  # Validates the adapter fields (num_experts raises here).
+
+    @property
+    def adapter(self) -> adapters_lib.AdapterConfig:
+        """The adapter fields as an AdapterConfig."""
+        return adapters_lib.AdapterConfig(
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_targets=tuple(self.lora_targets),
+            num_prompts=self.num_prompts,
+            num_experts=self.num_experts,
+        )
+
+
+def _subkey(rng: t.PRNGKey, tag: int, index: int = 0) -> t.PRNGKey:
+    """The init key of one module: fixed tags, so modules never share a key."""
+    return jax.random.fold_in(jax.random.fold_in(rng, tag), index)
+
+
+def _make_encoder(modality: str, spec: spec_lib.DataSpec, config: M3TConfig) -> nn.Module:
+    """The encoder of `modality`, sized by the spec and config."""
+    d = config.width
+    if modality == "text":
+        return encoders_lib.TextEncoder(spec.text_vocab_size, d, spec.text_length)
+    if modality == "image":
+        return encoders_lib.ImageEncoder(spec.image_size, config.patch_size, d)
+    if modality == "interaction":
+        return encoders_lib.InteractionEncoder(spec.num_skills, spec.interaction_length, d)
+    return encoders_lib.TabularEncoder(spec.tabular_features, d)
+
+
+def _dummy_input(modality: str, spec: spec_lib.DataSpec) -> jax.ShapeDtypeStruct:
+    """The shape and dtype of one example of `modality`, for `lazy_init`."""
+    if modality == "text":
+        return jax.ShapeDtypeStruct((1, spec.text_length), jnp.int32)
+    if modality == "image":
+        return jax.ShapeDtypeStruct((1, spec.image_size, spec.image_size), jnp.float32)
+    if modality == "interaction":
+        return jax.ShapeDtypeStruct((1, spec.interaction_length, 2), jnp.int32)
+    return jax.ShapeDtypeStruct((1, spec.tabular_features), jnp.float32)
+
+
+def _zero_absent(x: jax.Array, present: jax.Array) -> jax.Array:
+    """Zeros the inputs of examples without the modality ([n, ...], bool [n]).
+
+    Masking already keeps them out of every prediction; zeroing also keeps
+    garbage (inf/nan) in them out of the encoder's gradient.
+    """
+    present = present.reshape(present.shape + (1,) * (x.ndim - 1))
+    return jnp.where(present, x, jnp.zeros((), x.dtype))
+
+
+def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Model:
+    """Builds the M3T model for a DataSpec.
+
+    Args:
+      spec: the modalities (one encoder each) and tasks (one head each).
+      config: model sizes and adapters.
+
+    Returns:
+      A `Model` whose apply maps params and examples (leaves [n, ...], layout in
+      fedjax_m3t.data.spec) to {task: [n] or [n, K]}; it is jittable and vmappable.
+
+    Raises:
+      ValueError: if config.patch_size does not divide spec.image_size (when the
+        spec has images), or the spec has no modality.
+
+    >>> from fedjax_m3t.data import spec as spec_lib
+    >>> spec = spec_lib.DataSpec(
+    ...     modalities=('text', 'tabular'),
+    ...     tasks=(spec_lib.TaskSpec(name='pass', kind='binary'),))
+    >>> model = build_m3t_model(spec, M3TConfig())
+    >>> params = model.init(jax.random.key(0))
+    >>> sorted(params), sorted(params['encoders']), sorted(params['adapters'])
+    (['adapters', 'backbone', 'encoders', 'heads'], ['tabular', 'text'], ['lora'])
+    """
+    if not spec.modalities:
+        raise ValueError("The DataSpec has no modality to encode.")
+    adapter = config.adapter
+    # Canonical token order, whatever the order in the spec.
+    modalities = tuple(m for m in spec_lib.MODALITIES if m in spec.modalities)
+    encoders = {m: _make_encoder(m, spec, config) for m in modalities}
+    backbone = backbone_lib.Backbone(
+        depth=config.depth, num_heads=config.num_heads, mlp_dim=config.mlp_dim, adapter=adapter
+    )
+    heads = {task.name: heads_lib.make_head(task) for task in spec.tasks}
+
+    def init(rng: t.PRNGKey) -> t.Params:
+        # lazy_init: initialises from shapes alone, without running the forward pass.
+        d = config.width
+        enc_params = {}
+        for m in modalities:
+            key = _subkey(rng, _ENCODER_TAG, spec_lib.MODALITIES.index(m))
+            enc_params[m] = encoders[m].lazy_init(key, _dummy_input(m, spec))["params"]
+        backbone_vars = backbone.lazy_init(
+            {
+                "params": _subkey(rng, _BACKBONE_TAG),
+                adapters_lib.LORA_COLLECTION: _subkey(rng, _LORA_TAG),
+            },
+            jax.ShapeDtypeStruct((1, 1, d), jnp.float32),
+            jax.ShapeDtypeStruct((1, 1), jnp.bool_),
+        )
+        head_params = {}
+        for i, task in enumerate(spec.tasks):
+            key = _subkey(rng, _HEAD_TAG, i)
+            head_params[task.name] = heads[task.name].lazy_init(
+                key, jax.ShapeDtypeStruct((1, d), jnp.float32)
+            )["params"]
+        params = {"encoders": enc_params, "backbone": backbone_vars["params"]}
+        if adapter.has_adapters:
+            params["adapters"] = {}
+            if adapter.has_lora:
+                params["adapters"]["lora"] = backbone_vars[adapters_lib.LORA_COLLECTION]
+            if adapter.num_prompts:
+                params["adapters"]["prompts"] = adapters_lib.init_prompts(
+                    _subkey(rng, _PROMPT_TAG), adapter.num_prompts, d
+                )
+        params["heads"] = head_params
+        return params
+
+    def apply(
+        params: t.Params, examples: dict, *, rng: t.PRNGKey | None = None, train: bool = False
+    ) -> dict[str, jax.Array]:
+        del rng, train  # Unused: no dropout.
+        tokens, masks = [], []
+        for m in modalities:
+            present = examples["present"][m]
+            x = _zero_absent(jnp.asarray(examples["inputs"][m]), present)
+            tok, tok_mask = encoders[m].apply({"params": params["encoders"][m]}, x)
+            tokens.append(tok)
+            masks.append(tok_mask & present[:, None])
+        tokens = jnp.concatenate(tokens, axis=1)
+        token_mask = jnp.concatenate(masks, axis=1)
+        if adapter.num_prompts:
+            prompts = params["adapters"]["prompts"]
+            tokens, token_mask = adapters_lib.prepend_prompts(prompts, tokens, token_mask)
+        variables = {"params": params["backbone"]}
+        if adapter.has_lora:
+            variables[adapters_lib.LORA_COLLECTION] = params["adapters"]["lora"]
+        cls = backbone.apply(variables, tokens, token_mask)
+        return {
+            name: head.apply({"params": params["heads"][name]}, cls) for name, head in heads.items()
+        }
+
+    def module_usage(examples: dict) -> dict[str, jax.Array]:
+        real = jnp.asarray(examples["mask"])
+
+        def count(flags: jax.Array) -> jax.Array:
+            return jnp.sum(flags.astype(jnp.float32))
+
+        usage = {f"encoders/{m}": count(real & examples["present"][m]) for m in modalities}
+        usage["backbone"] = count(real)
+        if adapter.has_adapters:
+            usage["adapters"] = count(real)
+        for task in spec.tasks:
+            usage[f"heads/{task.name}"] = count(real & examples["label_mask"][task.name])
+        return usage
+
+    return interface.Model(spec=spec, init=init, apply=apply, module_usage=module_usage)

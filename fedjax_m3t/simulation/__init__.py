@@ -1,0 +1,29 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Simulation: cohorts, the jitted round, the run loop, evaluation, checkpoints."""
+
+from fedjax_m3t.simulation.evaluation import Report, evaluate
+from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult, initial_state, run
+from fedjax_m3t.simulation.round import build_round, make_client_mesh
+
+__all__ = [
+    "Report",
+    "SimulationConfig",
+    "SimulationResult",
+    "build_round",
+    "evaluate",
+    "initial_state",
+    "make_client_mesh",
+    "run",
+]

@@ -1,0 +1,161 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Evaluation of the global model and of each client's personalised view.
+
+The global model is the server's params. A client's view merges its local
+(personal) leaves into them; with no local modules the two coincide.
+Predictions are computed on device (vmapped over clients in chunks) and scored on
+host with `fedjax_m3t.metrics`, pooled over all clients and per client.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+
+from fedjax_m3t import metrics as metrics_lib
+from fedjax_m3t import policy as policy_lib
+from fedjax_m3t import tree
+from fedjax_m3t import typing as t
+from fedjax_m3t.models import interface
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Metrics per task, pooled over clients and per client.
+
+    Attributes:
+      pooled: {task: {metric: value}} over every client's examples together.
+      per_client: one {task: {metric: value}} per client (tasks it has labels for).
+    """
+
+    pooled: dict
+    per_client: list
+
+    def client_values(self, task: str, metric: str) -> np.ndarray:
+        """[num_clients] values of one metric (NaN where a client lacks the task)."""
+        return np.array([c.get(task, {}).get(metric, np.nan) for c in self.per_client], float)
+
+
+def predict(
+    model: interface.Model,
+    params: t.Params,
+    data: dict,
+    *,
+    policy: policy_lib.ResolvedPolicy | None = None,
+    client_states: t.PyTree = None,
+    chunk_size: int = 16,
+) -> dict[str, np.ndarray]:
+    """Predictions for every client's examples.
+
+    Args:
+      model: the model.
+      params: global params.
+      data: examples, leaves [num_clients, n, ...].
+      policy: needed with client_states, to know the local leaves.
+      client_states: personal leaves [num_clients, ...] to merge in, or None.
+      chunk_size: clients evaluated at once.
+
+    Returns:
+      {task: [num_clients, n] or [num_clients, n, K]} host arrays.
+    """
+
+    if client_states is not None and policy is None:
+        raise ValueError("predict(client_states=...) needs the policy that defines local leaves.")
+    if client_states is not None and not jax.tree.leaves(client_states):
+        client_states = None  # No local modules: every client's view is the global model.
+    return jax.device_get(_predict_fn(model, policy, chunk_size)(params, client_states, data))
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_fn(model, policy, chunk_size):
+    """Jitted predictions; params are arguments (not baked-in constants), cached per model."""
+
+    def one(params, state, examples):
+        if state is not None:
+            params = tree.merge(policy.local, state, params)
+        return model.apply(params, examples, train=False)
+
+    def run(params, client_states, data):
+        if client_states is None:
+            return jax.lax.map(lambda d: one(params, None, d), data, batch_size=chunk_size)
+        return jax.lax.map(lambda x: one(params, *x), (client_states, data), batch_size=chunk_size)
+
+    return jax.jit(run)
+
+
+def score(model: interface.Model, predictions: dict, data: dict) -> Report:
+    """Metrics of `predictions` (from `predict`) against `data`'s labels."""
+    data = jax.device_get(data)
+    pooled, per_client = {}, [{} for _ in range(data["mask"].shape[0])]
+    for task in model.spec.tasks:
+        keep = np.asarray(data["mask"] & data["label_mask"][task.name])
+        pred, label = np.asarray(predictions[task.name]), np.asarray(data["labels"][task.name])
+        pooled[task.name] = metrics_lib.task_metrics(task, pred[keep], label[keep])
+        for c, row in enumerate(keep):
+            if row.any():
+                per_client[c][task.name] = metrics_lib.task_metrics(
+                    task, pred[c][row], label[c][row]
+                )
+    return Report(pooled=pooled, per_client=per_client)
+
+
+def evaluate(
+    model: interface.Model,
+    params: t.Params,
+    data: dict,
+    *,
+    policy: policy_lib.ResolvedPolicy | None = None,
+    client_states: t.PyTree = None,
+) -> Report:
+    """predict + score."""
+    return score(
+        model, predict(model, params, data, policy=policy, client_states=client_states), data
+    )
+
+
+def format_table(
+    model: interface.Model,
+    client_names: tuple[str, ...],
+    reports: dict[str, Report],
+    max_clients: int = 20,
+) -> str:
+    """A text table: one row per (view, client), one column per task's main metric.
+
+    Args:
+      model: for the task list.
+      client_names: display names.
+      reports: {view name (e.g. 'global', 'personal'): Report}.
+      max_clients: per-client rows shown per view (the rest summarised).
+    """
+    tasks = model.spec.tasks
+    cols = [f"{t.name}:{metrics_lib.PRIMARY[t.kind]}" for t in tasks]
+    head = f"{'view':<10} {'client':<14}" + "".join(f"{c:>20}" for c in cols)
+    lines = [head, "-" * len(head)]
+
+    def row(view, name, per_task):
+        cells = []
+        for task in tasks:
+            value = per_task.get(task.name, {}).get(metrics_lib.PRIMARY[task.kind])
+            cells.append(f"{value:>20.4f}" if value is not None else f"{'-':>20}")
+        return f"{view:<10} {name:<14}" + "".join(cells)
+
+    for view, report in reports.items():
+        lines.append(row(view, "ALL (pooled)", report.pooled))
+        for c, name in enumerate(client_names[:max_clients]):
+            lines.append(row(view, name, report.per_client[c]))
+        if len(client_names) > max_clients:
+            lines.append(f"{view:<10} ... {len(client_names) - max_clients} more clients")
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Type aliases shared across fedjax_m3t."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+PyTree = Any
+Params = PyTree  # Nested dict of arrays, keyed by module role (see models/m3t.py).
+PRNGKey = jax.Array  # A typed key from jax.random.key.
+ClientId = int
+Batch = Mapping[str, Any]  # See fedjax_m3t/data/spec.py for the layout.
+Metrics = Mapping[str, jax.Array]

@@ -1,0 +1,140 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End-to-end runs of experiments/train.py (slow: seconds each)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import train_lib
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_settings(workdir=None, **overrides):
+    """The flag defaults with the 'tiny' preset, as the binary would pass them."""
+    from absl import flags
+
+    from experiments import train  # noqa: F401 - defines the flags.
+
+    flag_values = flags.FLAGS
+    module = sys.modules["experiments.train"]
+    settings = {
+        f.name: f.default
+        for f in flag_values.get_key_flags_for_module(module)
+        if f.name != "preset"
+    }
+    settings = train_lib.apply_preset(settings, "tiny", set())
+    settings.update(workdir=workdir, **overrides)
+    return settings
+
+
+def test_tiny_run_writes_outputs_and_resumes(tmp_path):
+    workdir = str(tmp_path / "run")
+    first = train_lib.train(tiny_settings(workdir))
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["round"] for r in records] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert json.load(open(os.path.join(workdir, "config.json")))["rounds"] == 2
+    final = json.load(open(os.path.join(workdir, "final_metrics.json")))
+    assert set(final["global"]["pooled"]) == {"correct", "score", "outcome"}
+    # Resume to 3 rounds: only round 3 runs; rounds 1-2 are kept as they were.
+    resumed = train_lib.train(tiny_settings(workdir, rounds=3))
+    records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["round"] for r in records] == [1, 2, 3]
+    assert int(resumed.server_state.round) == 3 and int(first.server_state.round) == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"frozen": ["encoders/audio"]}, "matched no parameter"),
+        ({"cohort_size": 9}, "exceeds the 4 clients"),
+        ({"modalities": ["audio"]}, "which this dataset lacks"),
+        ({"width": 15, "num_heads": 2}, "divisible by --num_heads"),
+        ({"local_steps": 0}, "--local_steps must be >= 1"),
+    ],
+)
+def test_bad_settings_stop_with_a_message(overrides, message):
+    with pytest.raises(train_lib.SettingsError, match=message):
+        train_lib.train(tiny_settings(None, **overrides))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    train_lib.train(tiny_settings(workdir))
+    with pytest.raises(ValueError, match="different settings.*client_lr"):
+        train_lib.train(tiny_settings(workdir, client_lr=0.5))
+
+
+def test_binary_runs_and_rejects_bad_flags(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            "--preset=tiny",
+            "--tensorboard",
+            f"--workdir={tmp_path / 'run'}",
+            "--local=heads/**",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "round 2/2" in ok.stdout
+    assert "personal" in ok.stdout  # Local heads: personalised views are reported.
+    assert os.listdir(tmp_path / "run" / "tb")  # TensorBoard event files.
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--preset=tiny", "--frozen=nothing/here"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0
+    assert "matched no parameter" in bad.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--algorithm=fedfoo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unknown.returncode != 0 and "fedavg" in unknown.stderr
+
+
+def test_a_task_no_client_has_is_refused():
+    import dataclasses
+
+    import fedjax_m3t as fm
+
+    federation = fm.make_education_federation(fm.SyntheticConfig(num_clients=4, seed=0))
+    train = dict(federation.train)
+    train["label_mask"] = {**train["label_mask"], "score": np.zeros_like(train["mask"])}
+    federation = dataclasses.replace(federation, train=train)
+    with pytest.raises(train_lib.SettingsError, match="No client has a label for task 'score'"):
+        train_lib.check_federation(federation)

@@ -1,0 +1,117 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for the evaluation metrics, against brute force and hand computations."""
+
+import itertools
+
+import numpy as np
+from absl.testing import absltest
+
+from fedjax_m3t import metrics
+from fedjax_m3t.data import spec as spec_lib
+
+
+def _brute_force_auc(labels, scores):
+    """P(score of a positive > score of a negative), ties counted half, over all pairs."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+class RocAucTest(absltest.TestCase):
+    def test_hand_example_with_ties(self):
+        labels = np.array([1, 0, 1, 0, 1, 0])
+        scores = np.array([0.9, 0.9, 0.5, 0.5, 0.1, 0.7])
+        # Positives 0.9, 0.5, 0.1 against negatives 0.9, 0.5, 0.7:
+        #   0.9: tie, win, win -> 2.5;  0.5: loss, tie, loss -> 0.5;  0.1: 0.
+        # AUC = 3 / 9.
+        self.assertAlmostEqual(metrics.roc_auc(labels, scores), 3.0 / 9.0, places=12)
+        self.assertAlmostEqual(_brute_force_auc(labels, scores), 3.0 / 9.0, places=12)
+
+    def test_matches_brute_force_on_random_ties(self):
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            n = int(rng.integers(2, 30))
+            labels = rng.integers(0, 2, n)
+            if labels.min() == labels.max():
+                labels[0] = 1 - labels[0]
+            scores = rng.integers(0, 4, n).astype(float)  # Few distinct values: many ties.
+            self.assertAlmostEqual(
+                metrics.roc_auc(labels, scores), _brute_force_auc(labels, scores), places=12
+            )
+
+    def test_perfect_reversed_and_constant(self):
+        labels = np.array([0, 0, 1, 1])
+        self.assertEqual(metrics.roc_auc(labels, np.array([0.1, 0.2, 0.3, 0.4])), 1.0)
+        self.assertEqual(metrics.roc_auc(labels, np.array([0.4, 0.3, 0.2, 0.1])), 0.0)
+        self.assertEqual(metrics.roc_auc(labels, np.zeros(4)), 0.5)  # All tied.
+
+    def test_one_class_is_nan(self):
+        self.assertTrue(np.isnan(metrics.roc_auc(np.ones(3), np.arange(3.0))))
+        self.assertTrue(np.isnan(metrics.roc_auc(np.zeros(3), np.arange(3.0))))
+
+
+class MacroF1Test(absltest.TestCase):
+    def test_by_hand(self):
+        labels = np.array([0, 0, 1, 1, 2])
+        predicted = np.array([0, 1, 1, 1, 0])
+        # Class 0: tp 1, fp 1, fn 1 -> F1 = 2 / 4 = 0.5.
+        # Class 1: tp 2, fp 1, fn 0 -> F1 = 4 / 5 = 0.8.
+        # Class 2: tp 0, fp 0, fn 1 -> F1 = 0.
+        # Class 3: absent from labels and predictions -> skipped.
+        self.assertAlmostEqual(
+            metrics.macro_f1(labels, predicted, num_classes=4), (0.5 + 0.8 + 0.0) / 3, places=12
+        )
+
+    def test_no_class_is_nan(self):
+        self.assertTrue(np.isnan(metrics.macro_f1(np.array([]), np.array([]), 3)))
+
+
+class TaskMetricsTest(absltest.TestCase):
+    def test_regression_rmse_and_r2(self):
+        task = spec_lib.TaskSpec(name="score", kind="regression")
+        label = np.array([1.0, 2.0, 3.0, 4.0])
+        prediction = np.array([1.5, 2.0, 2.0, 4.5])
+        out = metrics.task_metrics(task, prediction, label)
+        # Squared errors [0.25, 0, 1, 0.25]: MSE 0.375; labels variance 1.25;
+        # R^2 = 1 - 0.375 / 1.25 = 0.7.
+        self.assertEqual(out["count"], 4)
+        self.assertAlmostEqual(out["rmse"], np.sqrt(0.375), places=12)
+        self.assertAlmostEqual(out["r2"], 0.7, places=12)
+        # Constant labels: R^2 undefined.
+        self.assertTrue(np.isnan(metrics.task_metrics(task, label, np.ones(4))["r2"]))
+
+    def test_binary(self):
+        task = spec_lib.TaskSpec(name="correct", kind="binary")
+        out = metrics.task_metrics(task, np.array([2.0, -1.0, 0.5, -3.0]), np.array([1, 1, 0, 0]))
+        # Logit > 0 predicts 1: [1, 0, 1, 0] vs [1, 1, 0, 0] -> accuracy 2/4.
+        # Positives 2, -1 vs negatives 0.5, -3: wins 2 + 1 -> AUC 3/4.
+        self.assertEqual(out, {"count": 4, "accuracy": 0.5, "auc": 0.75})
+
+    def test_multiclass(self):
+        task = spec_lib.TaskSpec(name="outcome", kind="multiclass", num_classes=3)
+        logits = np.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+        out = metrics.task_metrics(task, logits, np.array([0, 1, 2, 2]))
+        # Argmax [0, 1, 1, 2] vs [0, 1, 2, 2]: accuracy 3/4; F1 per class 1, 2/3, 2/3.
+        self.assertEqual(out["accuracy"], 0.75)
+        self.assertAlmostEqual(out["macro_f1"], (1 + 2 / 3 + 2 / 3) / 3, places=12)
+
+    def test_no_example(self):
+        task = spec_lib.TaskSpec(name="score", kind="regression")
+        self.assertEqual(metrics.task_metrics(task, np.zeros(0), np.zeros(0)), {"count": 0})
+
+
+if __name__ == "__main__":
+    absltest.main()

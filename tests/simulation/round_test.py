@@ -1,0 +1,307 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Tests for the jitted round: vmap == loop, chunking, sharding, padding, retracing."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+from jax.sharding import PartitionSpec as P
+
+from fedjax_m3t import policy as policy_lib
+from fedjax_m3t import tree
+from fedjax_m3t.algorithms import fed_opt, local_training
+from fedjax_m3t.models import linear
+from fedjax_m3t.simulation import cohort as cohort_lib
+from fedjax_m3t.simulation import round as round_lib
+from tests import helpers
+
+NUM_CLIENTS = 5
+ATOL = 1e-5
+
+
+def _train_data(sizes=(1, 2, 3, 4, 5), seed=0):
+    """Clients of different sizes with tasks 'a' and 'b'; client 0 has no 'b' labels."""
+    rng = np.random.default_rng(seed)
+    clients = [helpers.linear_client(rng, n, tasks=("a", "b")) for n in sizes]
+    clients[0]["label_mask"]["b"][:] = False
+    return helpers.stack(clients, max(sizes) + 1)  # At least one padding row each.
+
+
+def _setup(policy=None, steps=2, batch_size=2):
+    """FedAvg on a two-head linear model; distinct params and client states."""
+    model = linear.build_linear_model(
+        helpers.tabular_spec((("a", "regression"), ("b", "regression")))
+    )
+    algorithm = fed_opt.fed_avg(
+        model,
+        client_learning_rate=0.1,
+        local=local_training.LocalTrainingConfig(local_steps=steps, batch_size=batch_size),
+        policy=policy,
+    )
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(
+        lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), model.init(None)
+    )
+    one = algorithm.init_client_state(params)
+    # Every client's personal leaves differ (client c: initial + 0.1 c).
+    states = jax.tree.map(lambda x: jnp.stack([x + 0.1 * c for c in range(NUM_CLIENTS)]), one)
+    return algorithm, algorithm.init(params), states
+
+
+def _looped_round(algorithm, state, states, train, rounds_key, cohort_size):
+    """The round written as a Python loop over the cohort (see round.py for the keys)."""
+    sample_key, clients_key = jax.random.split(jax.random.fold_in(rounds_key, state.round))
+    ids = np.asarray(cohort_lib.sample_cohort(sample_key, NUM_CLIENTS, cohort_size))
+    update = jax.jit(algorithm.client_update)
+    outputs = [
+        update(
+            state.params,
+            helpers.take(states, c),
+            helpers.take(train, c),
+            jax.random.fold_in(clients_key, c),
+        )
+        for c in ids
+    ]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+    new_state, _ = jax.jit(algorithm.server_update)(state, stacked)
+    new_states = jax.tree.map(lambda a, n: a.at[ids].set(n), states, stacked.client_state)
+    return new_state, new_states, ids, stacked
+
+
+def _assert_trees_close(a, b, atol=ATOL):
+    chex.assert_trees_all_equal_structs(a, b)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=atol), a, b)
+
+
+class RoundTest(parameterized.TestCase):
+    def test_vmapped_round_equals_python_loop(self):
+        cohort_size = 3
+        policy = policy_lib.ModulePolicy(local=("heads/b/bias",))
+        algorithm, state, states = _setup(policy)
+        train = _train_data()
+        key = jax.random.key(0)
+        round_fn = round_lib.build_round(
+            algorithm, num_clients=NUM_CLIENTS, cohort_size=cohort_size, chunk_size=None
+        )
+        got = round_fn(state, states, train, key)
+        want_state, want_states, ids, outputs = _looped_round(
+            algorithm, state, states, train, key, cohort_size
+        )
+        _assert_trees_close(got.server_state, want_state)
+        _assert_trees_close(got.client_states, want_states)
+        self.assertEqual(int(got.server_state.round), 1)
+        # Metrics: example-weighted mean loss over the cohort, its size and examples.
+        n = np.asarray(outputs.metrics["num_examples"])
+        np.testing.assert_array_equal(n, np.asarray(train["mask"].sum(1))[ids])
+        np.testing.assert_allclose(got.metrics["num_examples"], n.sum(), rtol=0, atol=0)
+        np.testing.assert_allclose(got.metrics["num_clients"], cohort_size, rtol=0, atol=0)
+        np.testing.assert_allclose(
+            got.metrics["loss"], np.sum(outputs.metrics["loss"] * n) / n.sum(), rtol=1e-5, atol=0
+        )
+        # The federated heads moved.
+        self.assertGreater(float(got.metrics["update_norm"]), 1e-3)
+
+    def test_chunk_sizes_agree(self):
+        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
+        train = _train_data()
+        results = []
+        for chunk_size in (1, 2, None):  # 2 pads the cohort of 5 to 6.
+            round_fn = round_lib.build_round(
+                algorithm, num_clients=NUM_CLIENTS, cohort_size=NUM_CLIENTS, chunk_size=chunk_size
+            )
+            results.append(round_fn(state, states, train, jax.random.key(0)))
+        for other in results[:2]:
+            _assert_trees_close(other, results[2])
+
+    @parameterized.parameters((4, None), (2, 2))
+    def test_sharded_equals_single_device(self, num_devices, chunk_size):
+        # 5 clients on 4 devices: padded to 8 (2 per device), 3 of them padding; on 2
+        # devices with chunks of 2: padded to 8 (2 chunks per device).
+        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
+        train = _train_data()
+        single = round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=NUM_CLIENTS)(
+            state, states, train, jax.random.key(0)
+        )
+        mesh = round_lib.make_client_mesh(num_devices)
+        self.assertEqual(mesh.devices.size, num_devices)
+        sharded = round_lib.build_round(
+            algorithm,
+            num_clients=NUM_CLIENTS,
+            cohort_size=NUM_CLIENTS,
+            chunk_size=chunk_size,
+            mesh=mesh,
+        )(state, states, train, jax.random.key(0))
+        _assert_trees_close(sharded, single)
+
+    def test_naive_shard_map_mixes_clients_build_round_does_not(self):
+        # 4 clients, one per device, one full-batch SGD step: a client's delta is lr times
+        # its own gradient.
+        algorithm, state, _ = _setup(steps=1, batch_size=None)
+        train = jax.tree.map(lambda x: x[:4], _train_data())
+        states = jax.tree.map(
+            lambda x: jnp.stack([x] * 4), algorithm.init_client_state(state.params)
+        )
+        keys = jax.random.split(jax.random.key(0), 4)
+        update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
+        vmapped = jax.jit(update)(state.params, states, train, keys).delta
+
+        mesh = round_lib.make_client_mesh(4)
+        # The pitfall: replicated params (in_specs P()) are device-invariant, so the
+        # gradient taken with respect to them inside shard_map is psum'd over devices.
+        naive = jax.jit(
+            jax.shard_map(
+                lambda p, d, k: update(p, states, d, k).delta,
+                mesh=mesh,
+                in_specs=(P(), P(round_lib.AXIS), P(round_lib.AXIS)),
+                out_specs=P(round_lib.AXIS),
+            )
+        )(state.params, train, keys)
+        # JAX does not raise: it silently gives every client the sum of all 4 clients'
+        # updates instead of its own.
+        for leaf_naive, leaf_vmap in zip(
+            jax.tree.leaves(naive), jax.tree.leaves(vmapped), strict=True
+        ):
+            self.assertFalse(np.allclose(leaf_naive, leaf_vmap, rtol=0, atol=1e-3))
+            summed = np.broadcast_to(leaf_vmap.sum(0), leaf_vmap.shape)
+            np.testing.assert_allclose(leaf_naive, summed, rtol=0, atol=ATOL)
+
+        # build_round's sharded path (with pcast) equals the single-device round.
+        sharded = round_lib.build_round(algorithm, num_clients=4, cohort_size=4, mesh=mesh)
+        single = round_lib.build_round(algorithm, num_clients=4, cohort_size=4)
+        _assert_trees_close(
+            sharded(state, states, train, jax.random.key(0)).server_state,
+            single(state, states, train, jax.random.key(0)).server_state,
+        )
+
+    def test_garbage_in_padding_examples_changes_nothing(self):
+        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
+        clean = _train_data()
+        dirty = jax.tree.map(np.copy, clean)
+        pad = ~clean["mask"]  # [clients, n]: every client has padding rows.
+        self.assertTrue(pad.any(1).all())
+        dirty["inputs"]["tabular"][pad] = 1e30
+        dirty["present"]["tabular"][pad] = True
+        for task in ("a", "b"):
+            dirty["labels"][task][pad] = -1e30
+            dirty["label_mask"][task][pad] = True
+        results = []
+        for data in (clean, dirty):
+            round_fn = round_lib.build_round(
+                algorithm, num_clients=NUM_CLIENTS, cohort_size=4, chunk_size=2
+            )
+            results.append(round_fn(state, states, data, jax.random.key(3)))
+        _assert_trees_close(results[1], results[0], atol=1e-6)
+        self.assertTrue(np.isfinite(float(results[1].metrics["loss"])))
+
+    def test_no_retracing_across_rounds(self):
+        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
+        traces, original = [], algorithm.client_update
+
+        def client_update(*args):
+            traces.append(1)  # A Python side effect: runs only while tracing.
+            return original(*args)
+
+        algorithm = algorithm._replace(
+            client_update=client_update,
+            # server_apply runs once per trace of the round; a second trace raises.
+            server_apply=chex.assert_max_traces(algorithm.server_apply, n=1),
+        )
+        round_fn = round_lib.build_round(
+            algorithm, num_clients=NUM_CLIENTS, cohort_size=3, chunk_size=2
+        )
+        train = jax.device_put(_train_data())
+        key = jax.random.key(0)
+        state, states, _ = round_fn(state, states, train, key)
+        after_first = len(traces)
+        for _ in range(2):
+            state, states, _ = round_fn(state, states, train, key)
+        self.assertGreater(after_first, 0)
+        self.assertLen(traces, after_first)
+        self.assertEqual(int(state.round), 3)
+
+    def test_only_the_cohort_states_change(self):
+        # Head a is local: every client has 'a' labels, so every trained state moves.
+        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/a",)))
+        train = _train_data()
+        key = jax.random.key(0)
+        got = round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=2)(
+            state, states, train, key
+        )
+        _, want_states, ids, _ = _looped_round(algorithm, state, states, train, key, 2)
+        self.assertLen(set(ids.tolist()), 2)
+        for c in range(NUM_CLIENTS):
+            got_c = helpers.take(got.client_states, c)
+            before = helpers.take(states, c)
+            if c in ids:
+                _assert_trees_close(got_c, helpers.take(want_states, c))
+                self.assertGreater(
+                    float(tree.l2_norm(jax.tree.map(jnp.subtract, got_c, before))), 1e-3
+                )
+            else:  # Bit-identical.
+                jax.tree.map(np.testing.assert_array_equal, got_c, before)
+
+    def test_build_round_validates_cohort_size(self):
+        algorithm, _, _ = _setup()
+        for bad in (0, NUM_CLIENTS + 1):
+            with self.assertRaisesRegex(ValueError, "cohort_size must be in"):
+                round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=bad)
+
+    def test_mesh_with_too_many_devices_raises(self):
+        with self.assertRaisesRegex(ValueError, "Asked for 64 devices"):
+            round_lib.make_client_mesh(64)
+
+
+class CohortTest(parameterized.TestCase):
+    def test_sample_cohort_distinct_and_in_range(self):
+        seen = set()
+        for seed in range(20):
+            ids = np.asarray(cohort_lib.sample_cohort(jax.random.key(seed), 10, 4))
+            self.assertEqual(ids.dtype, np.int32)
+            self.assertEqual(ids.shape, (4,))
+            self.assertLen(set(ids.tolist()), 4)
+            self.assertTrue(((ids >= 0) & (ids < 10)).all())
+            seen.update(ids.tolist())
+        self.assertEqual(seen, set(range(10)))  # 80 draws reach every client.
+
+    def test_full_participation_is_arange(self):
+        for seed in range(3):
+            np.testing.assert_array_equal(
+                cohort_lib.sample_cohort(jax.random.key(seed), 7, 7), np.arange(7)
+            )
+
+    @parameterized.parameters(
+        # (cohort, devices, chunk) -> (chunk, padded): per device ceil(cohort / devices),
+        # rounded up to a multiple of the chunk (the chunk at most the per-device share).
+        (5, 1, None, 5, 5),
+        (5, 4, None, 2, 8),  # 2 per device.
+        (5, 4, 1, 1, 8),
+        (5, 1, 2, 2, 6),  # 3 chunks of 2.
+        (10, 2, 3, 3, 12),  # 5 per device -> 2 chunks of 3.
+        (3, 4, None, 1, 4),  # Fewer clients than devices: one (padding) each.
+        (8, 2, 16, 4, 8),  # Chunk capped at the per-device share.
+    )
+    def test_layout(self, cohort, devices, chunk, want_chunk, want_padded):
+        plan = cohort_lib.layout(cohort, devices, chunk)
+        self.assertEqual(plan, cohort_lib.CohortLayout(cohort, devices, want_chunk, want_padded))
+
+    def test_layout_rejects_bad_sizes(self):
+        for args in ((0, 1, None), (1, 0, None), (4, 1, 0)):
+            with self.assertRaises(ValueError):
+                cohort_lib.layout(*args)
+
+
+if __name__ == "__main__":
+    absltest.main()
