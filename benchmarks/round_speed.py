@@ -46,7 +46,6 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from fedjax_m3t.aggregation import selective  # noqa: E402
 from fedjax_m3t.algorithms import fed_opt, local_training  # noqa: E402
 from fedjax_m3t.data import spec as spec_lib  # noqa: E402
 from fedjax_m3t.data import synthetic  # noqa: E402
@@ -142,13 +141,15 @@ def loop_round(algorithm, num_clients):
     """The hand-written baseline: a Python loop over the jitted client update."""
     client_update = jax.jit(algorithm.client_update)
     add = jax.jit(
-        lambda acc, out: selective.accumulate(
+        lambda acc, out: algorithm.aggregator.accumulate(
             acc,
             jax.tree.map(lambda x: x[None], out.delta),
             jax.tree.map(lambda w: w[None], out.weight),
         )
     )
-    finish = jax.jit(lambda state, acc: algorithm.server_apply(state, selective.finalize(acc)))
+    finish = jax.jit(
+        lambda state, acc: algorithm.server_apply(state, algorithm.aggregator.finalize(acc))
+    )
 
     def run(state, client_states, per_client_data, keys):
         acc = None
@@ -160,7 +161,7 @@ def loop_round(algorithm, num_clients):
                 keys[c],
             )
             if acc is None:
-                acc = selective.init(out.delta)
+                acc = algorithm.aggregator.init(out.delta)
             acc = add(acc, out)
         return finish(state, acc)[0]
 

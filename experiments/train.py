@@ -35,7 +35,7 @@ FLAGS = flags.FLAGS
 # Data.
 flags.DEFINE_enum("dataset", "synthetic", train_lib.DATASETS, "Which federation to train on.")
 flags.DEFINE_integer("num_clients", 16, "Synthetic: number of institutions.")
-flags.DEFINE_integer("mean_examples", 96, "Synthetic: mean examples per institution.")
+flags.DEFINE_integer("mean_examples", 256, "Synthetic: mean examples per institution.")
 flags.DEFINE_float("quantity_skew", 0.5, "Synthetic: lognormal sigma of institution sizes.")
 flags.DEFINE_float("label_skew_alpha", None, "Synthetic: Dirichlet alpha of outcome shares.")
 flags.DEFINE_float("modality_missing_prob", 0.25, "Synthetic: P(institution lacks a modality).")

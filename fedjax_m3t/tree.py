@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fedjax_m3t import typing as t
 
@@ -61,7 +62,10 @@ def _glob_regex(pattern: str) -> re.Pattern:
     out = []
     i = 0
     while i < len(pattern):
-        if pattern.startswith("**", i):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")  # Zero or more whole segments, gitignore-style.
+            i += 3
+        elif pattern.startswith("**", i):
             out.append(".*")
             i += 2
         elif pattern[i] == "*":
@@ -144,17 +148,22 @@ def weighted_sum(weights: jax.Array, stacked: t.PyTree) -> t.PyTree:
     Returns:
       A pytree of leaves [...]: sum_i weights[i] * leaf[i].
     """
-    if isinstance(weights, jax.Array | jnp.ndarray) or not jax.tree.leaves(weights):
+    if isinstance(weights, jax.Array | np.ndarray) or not jax.tree.leaves(weights):
         weights = jax.tree.map(lambda _: weights, stacked)
     return jax.tree.map(lambda w, x: jnp.tensordot(w.astype(x.dtype), x, axes=1), weights, stacked)
 
 
-def l2_norm(tree: t.PyTree) -> jax.Array:
-    """Global L2 norm over all leaves (float32 scalar)."""
+def squared_l2_norm(tree: t.PyTree) -> jax.Array:
+    """Sum of squares over all leaves (float32 scalar); differentiable at 0, unlike the norm."""
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+    return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
+
+
+def l2_norm(tree: t.PyTree) -> jax.Array:
+    """Global L2 norm over all leaves (float32 scalar). Its gradient at 0 is NaN."""
+    return jnp.sqrt(squared_l2_norm(tree))
 
 
 def map_with_paths(fn: Callable[[str, t.PyTree], t.PyTree], tree: t.PyTree) -> t.PyTree:

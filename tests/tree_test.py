@@ -173,6 +173,18 @@ class ArithmeticTest(absltest.TestCase):
             tree.l2_norm(jnp.full((4,), 0.5, jnp.bfloat16)), 1.0, rtol=0, atol=1e-6
         )
 
+    def test_squared_l2_norm_and_its_gradient_at_zero(self):
+        # 3^2 + 4^2 + 12^2 = 169.
+        value = tree.squared_l2_norm({"a": jnp.array([3.0, 4.0]), "b": jnp.array([12.0])})
+        np.testing.assert_allclose(value, 169.0, rtol=0, atol=1e-5)
+        # d/dx sum(x^2) = 2x: 0 at 0 (FedProx's penalty starts there), where the norm's
+        # gradient is NaN (0 * inf).
+        zero = {"a": jnp.zeros(2)}
+        grad = jax.grad(tree.squared_l2_norm)(zero)
+        np.testing.assert_array_equal(grad["a"], [0.0, 0.0])
+        grad = jax.grad(tree.squared_l2_norm)({"a": jnp.array([1.0, -2.0])})
+        np.testing.assert_allclose(grad["a"], [2.0, -4.0], rtol=0, atol=1e-6)
+
 
 if __name__ == "__main__":
     absltest.main()

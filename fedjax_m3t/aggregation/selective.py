@@ -31,6 +31,9 @@ import jax.numpy as jnp
 
 from fedjax_m3t import tree
 from fedjax_m3t import typing as t
+from fedjax_m3t.aggregation import base
+
+Aggregate = base.Aggregate  # Re-exported: the result type of finalize.
 
 
 class Accumulator(NamedTuple):
@@ -38,18 +41,6 @@ class Accumulator(NamedTuple):
 
     weighted_delta: t.PyTree  # sum_c w[c, l] * delta[c, l], leaf shapes as params
     weight: t.PyTree  # sum_c w[c, l], float32 scalars
-
-
-class Aggregate(NamedTuple):
-    """The aggregated update.
-
-    Attributes:
-      delta: the selective weighted mean per leaf (0 where nobody trained it).
-      weight: total weight per leaf, float32 scalars; 0 means untrained this round.
-    """
-
-    delta: t.PyTree
-    weight: t.PyTree
 
 
 def init(delta_template: t.PyTree) -> Accumulator:
@@ -98,3 +89,7 @@ def mean(deltas: t.PyTree, weights: t.PyTree) -> Aggregate:
     """One-shot selective mean of stacked deltas [k, ...] with per-leaf weights [k]."""
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), deltas)
     return finalize(accumulate(init(template), deltas, weights))
+
+
+AGGREGATOR = base.Aggregator(init=init, accumulate=accumulate, merge=merge, finalize=finalize)
+"""The selective weighted mean as an Aggregator (the default of every algorithm)."""

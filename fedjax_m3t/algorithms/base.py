@@ -27,7 +27,7 @@ import optax
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import typing as t
-from fedjax_m3t.aggregation import selective
+from fedjax_m3t.aggregation import base as aggregation_base
 
 
 class ServerState(NamedTuple):
@@ -66,7 +66,7 @@ class ClientOutput(NamedTuple):
 ClientUpdateFn = Callable[[t.Params, t.PyTree, dict, t.PRNGKey], ClientOutput]
 """(server_params, client_state, examples [n, ...], rng) -> ClientOutput."""
 
-ServerApplyFn = Callable[[ServerState, selective.Aggregate], tuple[ServerState, t.Metrics]]
+ServerApplyFn = Callable[[ServerState, aggregation_base.Aggregate], tuple[ServerState, t.Metrics]]
 """(state, aggregate) -> (new state, metrics)."""
 
 
@@ -75,6 +75,7 @@ class FederatedAlgorithm(NamedTuple):
 
     Attributes:
       policy: the resolved module policy (static masks).
+      aggregator: how client deltas are reduced (default: selective weighted mean).
       init: params -> ServerState.
       init_client_state: params -> one client's initial local leaves (None elsewhere).
       client_update: see ClientUpdateFn.
@@ -83,6 +84,7 @@ class FederatedAlgorithm(NamedTuple):
     """
 
     policy: policy_lib.ResolvedPolicy
+    aggregator: aggregation_base.Aggregator
     init: Callable[[t.Params], ServerState]
     init_client_state: Callable[[t.Params], t.PyTree]
     client_update: ClientUpdateFn

@@ -18,15 +18,22 @@ and FedAdagrad (Reddi et al., 2021, arXiv:2003.00295) through the server
 optimizer, and FedProx (Li et al., 2020) through `LocalTrainingConfig.prox_mu`.
 """
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import tree
+from fedjax_m3t import typing as t
+from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.aggregation import selective
 from fedjax_m3t.algorithms import base, local_training
 from fedjax_m3t.models import interface
+
+ClientTransform = Callable[[base.ClientOutput, t.PRNGKey], base.ClientOutput]
+"""(client output, key) -> client output; runs on the client after local training."""
 
 
 def fed_opt(
@@ -36,6 +43,8 @@ def fed_opt(
     server_optimizer: optax.GradientTransformation,
     local: local_training.LocalTrainingConfig,
     policy: policy_lib.ModulePolicy | None = None,
+    aggregator: aggregation_base.Aggregator = selective.AGGREGATOR,
+    client_transform: ClientTransform | None = None,
 ) -> base.FederatedAlgorithm:
     """Builds a FedOpt algorithm.
 
@@ -53,6 +62,9 @@ def fed_opt(
       server_optimizer: optax transformation applied to the aggregated delta.
       local: local training hyperparameters (steps, batch size, FedProx mu).
       policy: which modules are federated, local or frozen (default: all federated).
+      aggregator: the reduction of client deltas (default: selective weighted mean).
+      client_transform: applied to each ClientOutput before it leaves the client
+        (e.g. clipping and noise for differential privacy), with its own key.
 
     Returns:
       The algorithm.
@@ -62,7 +74,14 @@ def fed_opt(
     """
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
-    client_update = local_training.make_client_update(model, resolved, client_optimizer, local)
+    train_locally = local_training.make_client_update(model, resolved, client_optimizer, local)
+
+    def client_update(server_params, client_state, examples, rng):
+        if client_transform is None:
+            return train_locally(server_params, client_state, examples, rng)
+        train_key, transform_key = jax.random.split(rng)
+        output = train_locally(server_params, client_state, examples, train_key)
+        return client_transform(output, transform_key)
 
     def init(params):
         shared = tree.select(resolved.federated, params)
@@ -94,10 +113,13 @@ def fed_opt(
         return base.ServerState(params, opt_state, state.round + 1), metrics
 
     def server_update(state, outputs):
-        return server_apply(state, selective.mean(outputs.delta, outputs.weight))
+        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), outputs.delta)
+        acc = aggregator.accumulate(aggregator.init(template), outputs.delta, outputs.weight)
+        return server_apply(state, aggregator.finalize(acc))
 
     return base.FederatedAlgorithm(
         policy=resolved,
+        aggregator=aggregator,
         init=init,
         init_client_state=init_client_state,
         client_update=client_update,

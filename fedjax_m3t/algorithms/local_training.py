@@ -124,7 +124,7 @@ def make_client_update(
         loss, per_task = tasks.task_losses(model.spec.tasks, predictions, batch)
         if config.prox_mu:
             diff = jax.tree.map(jnp.subtract, tree.select(policy.federated, params), server_shared)
-            loss = loss + 0.5 * config.prox_mu * jnp.square(tree.l2_norm(diff))
+            loss = loss + 0.5 * config.prox_mu * tree.squared_l2_norm(diff)
         return loss, per_task
 
     def client_update(server_params, client_state, examples, rng):

@@ -13,8 +13,8 @@
 # limitations under the License.
 """Algorithms by name, for experiment binaries and notebooks.
 
-  fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
-  fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
+fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
+fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
 """
 
 import dataclasses

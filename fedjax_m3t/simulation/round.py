@@ -42,7 +42,6 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t import typing as t
-from fedjax_m3t.aggregation import selective
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.simulation import cohort as cohort_lib
 
@@ -126,11 +125,11 @@ def _run_clients(algorithm, chunk_size, server_params, states, data, keys, valid
         states_c, data_c, keys_c, valid_c = chunk
         out = update(server_params, states_c, data_c, keys_c)
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
-        acc = selective.accumulate(acc, out.delta, weight)
+        acc = algorithm.aggregator.accumulate(acc, out.delta, weight)
         return acc, (out.client_state, out.metrics)
 
     chunks = _reshape_chunks((states, data, keys, valid), chunk_size)
-    acc = selective.init(template)
+    acc = algorithm.aggregator.init(template)
     if axis is not None:
         acc = jax.lax.pcast(acc, axis, to="varying")
     acc, (new_states, metrics) = jax.lax.scan(chunk_step, acc, chunks)
@@ -186,6 +185,7 @@ def build_round(
             # would be psum'd across devices, silently mixing clients' updates.
             server_params = jax.lax.pcast(server_params, AXIS, to="varying")
             acc, new_states, metrics = run_clients(server_params, states, data, keys, valid, AXIS)
+            # Aggregator accumulators are sums, so merging devices is a psum.
             return jax.lax.psum(acc, AXIS), new_states, metrics
 
         run_cohort = jax.shard_map(
@@ -214,7 +214,9 @@ def build_round(
         client_states = jax.tree.map(
             lambda all_, new: all_.at[ids].set(new, mode="drop"), client_states, new_states
         )
-        server_state, server_metrics = algorithm.server_apply(server_state, selective.finalize(acc))
+        server_state, server_metrics = algorithm.server_apply(
+            server_state, algorithm.aggregator.finalize(acc)
+        )
         return RoundOutput(
             server_state, client_states, _cohort_metrics(client_metrics, valid, server_metrics)
         )

@@ -13,6 +13,8 @@
 # limitations under the License.
 """Tests for the jitted round: vmap == loop, chunking, sharding, padding, retracing."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -40,8 +42,12 @@ def _train_data(sizes=(1, 2, 3, 4, 5), seed=0):
     return helpers.stack(clients, max(sizes) + 1)  # At least one padding row each.
 
 
-def _setup(policy=None, steps=2, batch_size=2):
-    """FedAvg on a two-head linear model; distinct params and client states."""
+@functools.cache
+def _setup(local="heads/b", steps=2, batch_size=2):
+    """FedAvg on a two-head linear model; distinct params and client states.
+
+    Cached, like `_round`, so that tests sharing a configuration share its compilations.
+    """
     model = linear.build_linear_model(
         helpers.tabular_spec((("a", "regression"), ("b", "regression")))
     )
@@ -49,7 +55,7 @@ def _setup(policy=None, steps=2, batch_size=2):
         model,
         client_learning_rate=0.1,
         local=local_training.LocalTrainingConfig(local_steps=steps, batch_size=batch_size),
-        policy=policy,
+        policy=policy_lib.ModulePolicy(local=(local,)) if local else None,
     )
     rng = np.random.default_rng(1)
     params = jax.tree.map(
@@ -61,8 +67,36 @@ def _setup(policy=None, steps=2, batch_size=2):
     return algorithm, algorithm.init(params), states
 
 
-def _looped_round(algorithm, state, states, train, rounds_key, cohort_size):
-    """The round written as a Python loop over the cohort (see round.py for the keys)."""
+@functools.cache
+def _round(cohort_size, chunk_size=None, num_devices=1):
+    """The jitted round of the default `_setup()` (head b local)."""
+    algorithm, _, _ = _setup()
+    mesh = round_lib.make_client_mesh(num_devices) if num_devices > 1 else None
+    return round_lib.build_round(
+        algorithm,
+        num_clients=NUM_CLIENTS,
+        cohort_size=cohort_size,
+        chunk_size=chunk_size,
+        mesh=mesh,
+    )
+
+
+def _run_round(cohort_size, chunk_size=None, num_devices=1, train=None, key=0):
+    _, state, states = _setup()
+    train = _train_data() if train is None else train
+    return _round(cohort_size, chunk_size, num_devices)(state, states, train, jax.random.key(key))
+
+
+@functools.cache
+def _looped_round(cohort_size, key=0):
+    """The round of the default `_setup()` as a Python loop over the cohort.
+
+    Per round.py: (sample_key, clients_key) = split(fold_in(rounds_key, round)); the
+    cohort is sample_cohort(sample_key, ...) and client c's key fold_in(clients_key, c).
+    """
+    algorithm, state, states = _setup()
+    train = _train_data()
+    rounds_key = jax.random.key(key)
     sample_key, clients_key = jax.random.split(jax.random.fold_in(rounds_key, state.round))
     ids = np.asarray(cohort_lib.sample_cohort(sample_key, NUM_CLIENTS, cohort_size))
     update = jax.jit(algorithm.client_update)
@@ -88,75 +122,66 @@ def _assert_trees_close(a, b, atol=ATOL):
 
 class RoundTest(parameterized.TestCase):
     def test_vmapped_round_equals_python_loop(self):
-        cohort_size = 3
-        policy = policy_lib.ModulePolicy(local=("heads/b/bias",))
-        algorithm, state, states = _setup(policy)
-        train = _train_data()
-        key = jax.random.key(0)
-        round_fn = round_lib.build_round(
-            algorithm, num_clients=NUM_CLIENTS, cohort_size=cohort_size, chunk_size=None
-        )
-        got = round_fn(state, states, train, key)
-        want_state, want_states, ids, outputs = _looped_round(
-            algorithm, state, states, train, key, cohort_size
-        )
+        got = _run_round(cohort_size=3, chunk_size=None)
+        want_state, want_states, ids, outputs = _looped_round(3)
         _assert_trees_close(got.server_state, want_state)
         _assert_trees_close(got.client_states, want_states)
         self.assertEqual(int(got.server_state.round), 1)
         # Metrics: example-weighted mean loss over the cohort, its size and examples.
         n = np.asarray(outputs.metrics["num_examples"])
-        np.testing.assert_array_equal(n, np.asarray(train["mask"].sum(1))[ids])
+        np.testing.assert_array_equal(n, _train_data()["mask"].sum(1)[ids])
         np.testing.assert_allclose(got.metrics["num_examples"], n.sum(), rtol=0, atol=0)
-        np.testing.assert_allclose(got.metrics["num_clients"], cohort_size, rtol=0, atol=0)
+        np.testing.assert_allclose(got.metrics["num_clients"], 3, rtol=0, atol=0)
         np.testing.assert_allclose(
             got.metrics["loss"], np.sum(outputs.metrics["loss"] * n) / n.sum(), rtol=1e-5, atol=0
         )
-        # The federated heads moved.
+        # The federated head moved.
         self.assertGreater(float(got.metrics["update_norm"]), 1e-3)
 
+    def test_only_the_cohort_states_change(self):
+        _, _, states = _setup()
+        got = _run_round(cohort_size=3)
+        _, want_states, ids, _ = _looped_round(3)
+        self.assertLen(set(ids.tolist()), 3)
+        for c in range(NUM_CLIENTS):
+            got_c = helpers.take(got.client_states, c)
+            before = helpers.take(states, c)
+            if c not in ids:  # Bit-identical.
+                jax.tree.map(np.testing.assert_array_equal, got_c, before)
+                continue
+            _assert_trees_close(got_c, helpers.take(want_states, c))
+            moved = float(tree.l2_norm(jax.tree.map(jnp.subtract, got_c, before)))
+            if c == 0:  # Client 0 has no 'b' label: its local head b gets no gradient.
+                self.assertEqual(moved, 0.0)
+            else:
+                self.assertGreater(moved, 1e-3)
+
     def test_chunk_sizes_agree(self):
-        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
-        train = _train_data()
-        results = []
-        for chunk_size in (1, 2, None):  # 2 pads the cohort of 5 to 6.
-            round_fn = round_lib.build_round(
-                algorithm, num_clients=NUM_CLIENTS, cohort_size=NUM_CLIENTS, chunk_size=chunk_size
-            )
-            results.append(round_fn(state, states, train, jax.random.key(0)))
-        for other in results[:2]:
-            _assert_trees_close(other, results[2])
+        # Chunks of 1 (a compiled loop), of 2 (the cohort of 5 padded to 6), one vmap.
+        want = _run_round(NUM_CLIENTS, chunk_size=None)
+        for chunk_size in (1, 2):
+            _assert_trees_close(_run_round(NUM_CLIENTS, chunk_size=chunk_size), want)
 
     @parameterized.parameters((4, None), (2, 2))
     def test_sharded_equals_single_device(self, num_devices, chunk_size):
         # 5 clients on 4 devices: padded to 8 (2 per device), 3 of them padding; on 2
         # devices with chunks of 2: padded to 8 (2 chunks per device).
-        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
-        train = _train_data()
-        single = round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=NUM_CLIENTS)(
-            state, states, train, jax.random.key(0)
+        self.assertEqual(round_lib.make_client_mesh(num_devices).devices.size, num_devices)
+        _assert_trees_close(
+            _run_round(NUM_CLIENTS, chunk_size, num_devices), _run_round(NUM_CLIENTS)
         )
-        mesh = round_lib.make_client_mesh(num_devices)
-        self.assertEqual(mesh.devices.size, num_devices)
-        sharded = round_lib.build_round(
-            algorithm,
-            num_clients=NUM_CLIENTS,
-            cohort_size=NUM_CLIENTS,
-            chunk_size=chunk_size,
-            mesh=mesh,
-        )(state, states, train, jax.random.key(0))
-        _assert_trees_close(sharded, single)
 
     def test_naive_shard_map_mixes_clients_build_round_does_not(self):
         # 4 clients, one per device, one full-batch SGD step: a client's delta is lr times
         # its own gradient.
-        algorithm, state, _ = _setup(steps=1, batch_size=None)
+        algorithm, state, _ = _setup(local=None, steps=1, batch_size=None)
         train = jax.tree.map(lambda x: x[:4], _train_data())
         states = jax.tree.map(
             lambda x: jnp.stack([x] * 4), algorithm.init_client_state(state.params)
         )
         keys = jax.random.split(jax.random.key(0), 4)
         update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
-        vmapped = jax.jit(update)(state.params, states, train, keys).delta
+        vmapped = jax.jit(update)(state.params, states, train, keys)
 
         mesh = round_lib.make_client_mesh(4)
         # The pitfall: replicated params (in_specs P()) are device-invariant, so the
@@ -172,22 +197,25 @@ class RoundTest(parameterized.TestCase):
         # JAX does not raise: it silently gives every client the sum of all 4 clients'
         # updates instead of its own.
         for leaf_naive, leaf_vmap in zip(
-            jax.tree.leaves(naive), jax.tree.leaves(vmapped), strict=True
+            jax.tree.leaves(naive), jax.tree.leaves(vmapped.delta), strict=True
         ):
             self.assertFalse(np.allclose(leaf_naive, leaf_vmap, rtol=0, atol=1e-3))
             summed = np.broadcast_to(leaf_vmap.sum(0), leaf_vmap.shape)
             np.testing.assert_allclose(leaf_naive, summed, rtol=0, atol=ATOL)
 
-        # build_round's sharded path (with pcast) equals the single-device round.
+        # build_round's sharded path (with pcast) applies the vmapped clients' own deltas:
+        # params - sum_c w_c delta_c / sum_c w_c per leaf (server SGD, lr 1).
         sharded = round_lib.build_round(algorithm, num_clients=4, cohort_size=4, mesh=mesh)
-        single = round_lib.build_round(algorithm, num_clients=4, cohort_size=4)
-        _assert_trees_close(
-            sharded(state, states, train, jax.random.key(0)).server_state,
-            single(state, states, train, jax.random.key(0)).server_state,
+        got = sharded(state, states, train, jax.random.key(0)).server_state.params
+        want = jax.tree.map(
+            lambda p, d, w: p - np.tensordot(w, d, axes=1) / w.sum(),
+            state.params,
+            vmapped.delta,
+            vmapped.weight,
         )
+        _assert_trees_close(got, want)
 
     def test_garbage_in_padding_examples_changes_nothing(self):
-        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
         clean = _train_data()
         dirty = jax.tree.map(np.copy, clean)
         pad = ~clean["mask"]  # [clients, n]: every client has padding rows.
@@ -197,17 +225,12 @@ class RoundTest(parameterized.TestCase):
         for task in ("a", "b"):
             dirty["labels"][task][pad] = -1e30
             dirty["label_mask"][task][pad] = True
-        results = []
-        for data in (clean, dirty):
-            round_fn = round_lib.build_round(
-                algorithm, num_clients=NUM_CLIENTS, cohort_size=4, chunk_size=2
-            )
-            results.append(round_fn(state, states, data, jax.random.key(3)))
-        _assert_trees_close(results[1], results[0], atol=1e-6)
-        self.assertTrue(np.isfinite(float(results[1].metrics["loss"])))
+        got = _run_round(NUM_CLIENTS, chunk_size=2, train=dirty)
+        _assert_trees_close(got, _run_round(NUM_CLIENTS, chunk_size=2, train=clean), atol=1e-6)
+        self.assertTrue(np.isfinite(float(got.metrics["loss"])))
 
     def test_no_retracing_across_rounds(self):
-        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/b",)))
+        algorithm, state, states = _setup()
         traces, original = [], algorithm.client_update
 
         def client_update(*args):
@@ -231,27 +254,6 @@ class RoundTest(parameterized.TestCase):
         self.assertGreater(after_first, 0)
         self.assertLen(traces, after_first)
         self.assertEqual(int(state.round), 3)
-
-    def test_only_the_cohort_states_change(self):
-        # Head a is local: every client has 'a' labels, so every trained state moves.
-        algorithm, state, states = _setup(policy_lib.ModulePolicy(local=("heads/a",)))
-        train = _train_data()
-        key = jax.random.key(0)
-        got = round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=2)(
-            state, states, train, key
-        )
-        _, want_states, ids, _ = _looped_round(algorithm, state, states, train, key, 2)
-        self.assertLen(set(ids.tolist()), 2)
-        for c in range(NUM_CLIENTS):
-            got_c = helpers.take(got.client_states, c)
-            before = helpers.take(states, c)
-            if c in ids:
-                _assert_trees_close(got_c, helpers.take(want_states, c))
-                self.assertGreater(
-                    float(tree.l2_norm(jax.tree.map(jnp.subtract, got_c, before))), 1e-3
-                )
-            else:  # Bit-identical.
-                jax.tree.map(np.testing.assert_array_equal, got_c, before)
 
     def test_build_round_validates_cohort_size(self):
         algorithm, _, _ = _setup()
