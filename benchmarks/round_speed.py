@@ -19,8 +19,10 @@ r"""Speed of one federated round: the engine's executors vs a hand-written loop.
 Variants, all timed in this one process on the same data and the same pure
 `client_update` (FedAvg, full participation):
 
-  loop          Python loop over clients of the jitted client update, then a
-                jitted aggregation and server step (the hand-written baseline);
+  handwritten   (mlp only) W1 written by hand: a Python loop over clients of one
+                jitted 5-step SGD scan on pre-cut batches, no masks or policies;
+  loop          Python loop over clients of the engine's jitted client update,
+                then a jitted aggregation and server step;
   engine/c1     build_round, chunk_size=1 (a compiled loop over clients);
   engine/c8     build_round, chunk_size=8 (vmap 8 clients, loop over chunks);
   engine/vmap   build_round, one vmap over the whole cohort;
@@ -29,7 +31,7 @@ Variants, all timed in this one process on the same data and the same pure
 
 On CPU the 4 devices are forced host devices sharing the machine's cores. Prints
 seconds per round, rounds/s, client updates/s, examples/s and each variant's
-speed relative to the loop (>1 = faster). Workloads: 'mlp' is STACK.md's W1
+speed relative to the first variant timed (>1 = faster). Workloads: 'mlp' is STACK.md's W1
 (MLP 784-200-200-10, 160 examples per client, 5 local SGD steps of batch 32);
 'm3t' is the default M3T transformer on the synthetic education federation.
 """
@@ -55,10 +57,10 @@ from fedjax_m3t.simulation import round as round_lib  # noqa: E402
 
 flags.DEFINE_list("workloads", ["mlp"], "Workloads: mlp (W1), m3t.")
 flags.DEFINE_list("cohorts", ["64", "256"], "Cohort sizes (= clients; full participation).")
-flags.DEFINE_integer("repeats", 3, "Timed rounds per variant (after one warm-up round).")
+flags.DEFINE_integer("repeats", 5, "Timed rounds per variant (after one warm-up); median.")
 flags.DEFINE_list(
     "variants",
-    ["loop", "engine/c1", "engine/c8", "engine/vmap", "shard4/c1", "shard4/vmap"],
+    ["handwritten", "loop", "engine/c1", "engine/c8", "engine/vmap", "shard4/c1", "shard4/vmap"],
     "Which variants to time.",
 )
 FLAGS = flags.FLAGS
@@ -168,45 +170,92 @@ def loop_round(algorithm, num_clients):
     return run
 
 
-def time_variant(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # Compile and warm up.
-    began = time.perf_counter()
-    for _ in range(repeats):
-        out = fn(*args)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - began) / repeats
+def handwritten_round(model, num_clients: int, learning_rate: float = 0.1):
+    """W1 as one would write it by hand: plain SGD on fixed batches, no masks, no policy.
+
+    Each client's 160 examples are cut into its 5 batches of 32 once, outside the
+    timing; the round is a Python loop of one jitted client step and a running sum.
+    """
+
+    def loss(params, x, y):
+        logits = model.apply(params, {"inputs": {"tabular": x}})["digit"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def client(params, xs, ys):
+        def step(p, batch):
+            grads = jax.grad(loss)(p, *batch)
+            return jax.tree.map(lambda w, g: w - learning_rate * g, p, grads), None
+
+        trained, _ = jax.lax.scan(step, params, (xs, ys))
+        return jax.tree.map(jnp.subtract, params, trained)
+
+    add = jax.jit(lambda acc, delta: jax.tree.map(jnp.add, acc, delta))
+    finish = jax.jit(lambda p, acc: jax.tree.map(lambda w, d: w - d / num_clients, p, acc))
+
+    def run(params, batches):
+        acc = jax.tree.map(jnp.zeros_like, params)
+        for xs, ys in batches:
+            acc = add(acc, client(params, xs, ys))
+        return finish(params, acc)
+
+    return run
+
+
+def _build_variant(variant, name, model, algorithm, data, state, client_states, rounds_key):
+    """(fn, args) of one variant, or None if it does not apply to the workload."""
+    num_clients = data["mask"].shape[0]
+    if variant == "handwritten":
+        if name != "mlp":
+            return None
+        x, y = data["inputs"]["tabular"], data["labels"]["digit"]
+        batches = [(x[c].reshape(5, 32, -1), y[c].reshape(5, 32)) for c in range(num_clients)]
+        return handwritten_round(model, num_clients), (state.params, batches)
+    if variant == "loop":
+        per_client = [jax.tree.map(lambda x, c=c: x[c], data) for c in range(num_clients)]
+        keys = [jax.random.fold_in(rounds_key, c) for c in range(num_clients)]
+        return loop_round(algorithm, num_clients), (state, client_states, per_client, keys)
+    where, chunk = variant.split("/")
+    fn = round_lib.build_round(
+        algorithm,
+        num_clients=num_clients,
+        cohort_size=num_clients,
+        chunk_size=None if chunk == "vmap" else int(chunk[1:]),
+        mesh=round_lib.make_client_mesh(4) if where == "shard4" else None,
+    )
+    return fn, (state, client_states, data, rounds_key)
 
 
 def bench(name: str, num_clients: int, variants, repeats: int) -> list[tuple[str, float]]:
+    """Times every variant; repeats are interleaved (variant by variant, round by round)
+    so that drifts of the machine's speed hit all variants alike; reports medians."""
     model, algorithm, data, examples_per_update = workload(name, num_clients)
     state, client_states = run_lib.initial_state(algorithm, model, num_clients, seed=0)
-    rounds_key = jax.random.key(1)
     data = jax.device_put(data)
-    results = []
+    rounds_key = jax.random.key(1)
+    built = {}
     for variant in variants:
-        if variant == "loop":
-            per_client = [jax.tree.map(lambda x, c=c: x[c], data) for c in range(num_clients)]
-            keys = [jax.random.fold_in(rounds_key, c) for c in range(num_clients)]
-            fn, args = loop_round(algorithm, num_clients), (state, client_states, per_client, keys)
-        else:
-            where, chunk = variant.split("/")
-            mesh = round_lib.make_client_mesh(4) if where == "shard4" else None
-            fn = round_lib.build_round(
-                algorithm,
-                num_clients=num_clients,
-                cohort_size=num_clients,
-                chunk_size=None if chunk == "vmap" else int(chunk[1:]),
-                mesh=mesh,
-            )
-            args = (state, client_states, data, rounds_key)
-        seconds = time_variant(lambda *a, fn=fn: fn(*a), args, repeats)
-        results.append((variant, seconds))
-        base = results[0][1]
+        made = _build_variant(
+            variant, name, model, algorithm, data, state, client_states, rounds_key
+        )
+        if made is not None:
+            fn, args = made
+            jax.block_until_ready(fn(*args))  # Compile and warm up.
+            built[variant] = (fn, args)
+    times = {v: [] for v in built}
+    for _ in range(repeats):
+        for variant, (fn, args) in built.items():
+            began = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[variant].append(time.perf_counter() - began)
+    results = [(v, float(np.median(t))) for v, t in times.items()]
+    base_name, base = results[0]
+    for variant, seconds in results:
         print(
             f"{name:<4} cohort {num_clients:>4}  {variant:<12} {seconds * 1e3:9.1f} ms/round  "
             f"{1 / seconds:7.2f} rounds/s  {num_clients / seconds:8.1f} clients/s  "
             f"{num_clients * examples_per_update / seconds:9.0f} examples/s  "
-            f"x{base / seconds:5.2f} vs {results[0][0]}",
+            f"x{base / seconds:5.2f} vs {base_name}",
             flush=True,
         )
     return results

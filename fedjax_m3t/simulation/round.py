@@ -94,11 +94,19 @@ def _unchunk(tree_):
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree_)
 
 
-def _run_clients(algorithm, chunk_size, server_params, states, data, keys, valid, axis=None):
-    """Chunked scan of the vmapped client update. Leaves of states/data/keys: [k, ...].
+def _run_clients(
+    algorithm, chunk_size, server_params, client_states, train_data, ids, keys, valid, axis=None
+):
+    """Chunked scan of the client update over a cohort.
 
-    `axis`: the shard_map axis when running per device (the scan carry must then be
-    device-varying like the per-device sums it accumulates).
+    Each chunk gathers its own clients' examples and states from the federation
+    (leaves [num_clients, ...]), so the cohort's data is never materialised at once.
+    ids, keys, valid: [k] for the k cohort slots run here. `axis`: the shard_map
+    axis when running per device (the scan carry must then be device-varying like
+    the per-device sums it accumulates).
+
+    Returns:
+      (aggregator accumulator, new client states [k, ...], client metrics [k]).
     """
     update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
     if chunk_size == 1:
@@ -110,28 +118,33 @@ def _run_clients(algorithm, chunk_size, server_params, states, data, keys, valid
             )
             return jax.tree.map(lambda x: x[None], out)
 
+    first = lambda x: x[0]
     template = jax.eval_shape(
         lambda: (
             algorithm.client_update(
                 server_params,
-                jax.tree.map(lambda x: x[0], states),
-                jax.tree.map(lambda x: x[0], data),
+                jax.tree.map(first, client_states),
+                jax.tree.map(first, train_data),
                 keys[0],
             ).delta
         )
     )
 
     def chunk_step(acc, chunk):
-        states_c, data_c, keys_c, valid_c = chunk
-        out = update(server_params, states_c, data_c, keys_c)
+        ids_c, keys_c, valid_c = chunk
+        # Padding ids point past the end: the gather clips, and the mask empties them.
+        take = lambda x: jnp.take(x, ids_c, axis=0, mode="clip")
+        data_c = jax.tree.map(take, train_data)
+        data_c = {**data_c, "mask": data_c["mask"] & (valid_c[:, None] > 0)}
+        out = update(server_params, jax.tree.map(take, client_states), data_c, keys_c)
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
         acc = algorithm.aggregator.accumulate(acc, out.delta, weight)
         return acc, (out.client_state, out.metrics)
 
-    chunks = _reshape_chunks((states, data, keys, valid), chunk_size)
     acc = algorithm.aggregator.init(template)
     if axis is not None:
         acc = jax.lax.pcast(acc, axis, to="varying")
+    chunks = _reshape_chunks((ids, keys, valid), chunk_size)
     acc, (new_states, metrics) = jax.lax.scan(chunk_step, acc, chunks)
     return acc, _unchunk(new_states), _unchunk(metrics)
 
@@ -171,27 +184,36 @@ def build_round(
     num_devices = 1 if mesh is None else mesh.size
     plan = cohort_lib.layout(cohort_size, num_devices, chunk_size)
 
-    def run_clients(server_params, states, data, keys, valid, axis=None):
+    def run_clients(server_params, client_states, train_data, ids, keys, valid, axis=None):
         return _run_clients(
-            algorithm, plan.chunk_size, server_params, states, data, keys, valid, axis
+            algorithm,
+            plan.chunk_size,
+            server_params,
+            client_states,
+            train_data,
+            ids,
+            keys,
+            valid,
+            axis,
         )
 
     run_cohort = run_clients
-
     if mesh is not None and num_devices > 1:
 
-        def sharded(server_params, states, data, keys, valid):
+        def sharded(server_params, client_states, train_data, ids, keys, valid):
             # Replicated params are device-invariant: without pcast their gradient
             # would be psum'd across devices, silently mixing clients' updates.
             server_params = jax.lax.pcast(server_params, AXIS, to="varying")
-            acc, new_states, metrics = run_clients(server_params, states, data, keys, valid, AXIS)
+            acc, new_states, metrics = run_clients(
+                server_params, client_states, train_data, ids, keys, valid, AXIS
+            )
             # Aggregator accumulators are sums, so merging devices is a psum.
             return jax.lax.psum(acc, AXIS), new_states, metrics
 
         run_cohort = jax.shard_map(
             sharded,
             mesh=mesh,
-            in_specs=(P(), P(AXIS), P(AXIS), P(AXIS), P(AXIS)),
+            in_specs=(P(), P(), P(), P(AXIS), P(AXIS), P(AXIS)),
             out_specs=(P(), P(AXIS), P(AXIS)),
         )
 
@@ -203,13 +225,9 @@ def build_round(
         # Padding ids point past the end: gathers clip, scatters drop them.
         ids = jnp.concatenate([real_ids, jnp.full((pad,), num_clients, jnp.int32)])
         valid = jnp.arange(plan.padded_size) < cohort_size
-        take = lambda x: jnp.take(x, ids, axis=0, mode="clip")
-        data = jax.tree.map(take, train_data)
-        data = {**data, "mask": data["mask"] & valid[:, None]}
-        states = jax.tree.map(take, client_states)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(clients_key, ids)
         acc, new_states, client_metrics = run_cohort(
-            server_state.params, states, data, keys, valid.astype(jnp.float32)
+            server_state.params, client_states, train_data, ids, keys, valid.astype(jnp.float32)
         )
         client_states = jax.tree.map(
             lambda all_, new: all_.at[ids].set(new, mode="drop"), client_states, new_states
