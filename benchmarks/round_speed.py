@@ -27,7 +27,7 @@ Variants, all timed in this one process on the same data and the same pure
   engine/c8     build_round, chunk_size=8 (vmap 8 clients, loop over chunks);
   engine/vmap   build_round, one vmap over the whole cohort;
   shard4/c1     build_round over 4 devices (jax.shard_map), chunk_size=1 per device;
-  shard4/vmap   the same with one vmap per device.
+  shard4/vmap   the same with one vmap per device (any shardN/cK or shardN/vmap works).
 
 On CPU the 4 devices are forced host devices sharing the machine's cores. Prints
 seconds per round, rounds/s, client updates/s, examples/s and each variant's
@@ -60,7 +60,16 @@ flags.DEFINE_list("cohorts", ["64", "256"], "Cohort sizes (= clients; full parti
 flags.DEFINE_integer("repeats", 5, "Timed rounds per variant (after one warm-up); median.")
 flags.DEFINE_list(
     "variants",
-    ["handwritten", "loop", "engine/c1", "engine/c8", "engine/vmap", "shard4/c1", "shard4/vmap"],
+    [
+        "handwritten",
+        "loop",
+        "engine/c1",
+        "engine/c8",
+        "engine/vmap",
+        "shard4/c1",
+        "shard4/c8",
+        "shard4/vmap",
+    ],
     "Which variants to time.",
 )
 FLAGS = flags.FLAGS
@@ -221,7 +230,7 @@ def _build_variant(variant, name, model, algorithm, data, state, client_states, 
         num_clients=num_clients,
         cohort_size=num_clients,
         chunk_size=None if chunk == "vmap" else int(chunk[1:]),
-        mesh=round_lib.make_client_mesh(4) if where == "shard4" else None,
+        mesh=round_lib.make_client_mesh(int(where[5:])) if where.startswith("shard") else None,
     )
     return fn, (state, client_states, data, rounds_key)
 

@@ -49,7 +49,7 @@ class SimulationConfig:
       rounds: total rounds (a resumed run continues up to this number).
       cohort_size: clients per round.
       chunk_size: clients vmapped at once per device; None picks the backend's fastest
-        (round.default_chunk_size: 1 on CPU, the device's whole share on accelerators).
+        (round.default_chunk_size: on CPU 8, or 1 when sharded; on accelerators all).
       num_devices: devices to shard the cohort over (None: all local devices).
       seed: the only source of randomness.
       workdir: where metrics.jsonl and checkpoints go (None: nothing written).
@@ -141,7 +141,7 @@ def run(
         algorithm,
         num_clients=num_clients,
         cohort_size=config.cohort_size,
-        chunk_size=config.chunk_size or round_lib.default_chunk_size(),
+        chunk_size=config.chunk_size or round_lib.default_chunk_size(num_devices),
         mesh=mesh,
         donate=True,
     )

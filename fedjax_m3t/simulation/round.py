@@ -70,14 +70,29 @@ def make_client_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     )
 
 
-def default_chunk_size(backend: str | None = None) -> int | None:
-    """Clients per vmap chunk that is fastest on a backend: 1 on CPU, all on accelerators.
+def _check_mesh(mesh: jax.sharding.Mesh) -> None:
+    """A 1-D 'clients' mesh with Auto axis types, or a ValueError saying how to make one."""
+    if tuple(mesh.axis_names) != (AXIS,):
+        raise ValueError(f"The mesh must have one axis named {AXIS!r}; got {mesh.axis_names}.")
+    if any(a != jax.sharding.AxisType.Auto for a in mesh.axis_types):
+        raise ValueError(
+            f"The mesh's axis types are {mesh.axis_types}, but the round needs Auto: "
+            "jax.make_mesh now defaults to Explicit. Use round.make_client_mesh(n) or "
+            "jax.make_mesh((n,), ('clients',), axis_types=(jax.sharding.AxisType.Auto,))."
+        )
 
-    On CPU a vmap over clients is slower than a compiled loop (per-client weights
-    fall out of cache; benchmarks/round_speed.py measures it); accelerators want
-    the widest vmap that fits in memory.
+
+def default_chunk_size(num_devices: int = 1, backend: str | None = None) -> int | None:
+    """Clients per vmap chunk that was fastest on a backend (benchmarks/round_speed.py).
+
+    On CPU a vmap over a whole cohort is slower than a compiled loop over clients
+    (per-client weights fall out of cache): chunks of 8 were fastest on one device,
+    and a plain loop (1) per device when the cohort is sharded over forced host
+    devices. Accelerators want the widest vmap that fits in memory (None).
     """
-    return 1 if (backend or jax.default_backend()) == "cpu" else None
+    if (backend or jax.default_backend()) != "cpu":
+        return None
+    return 1 if num_devices > 1 else 8
 
 
 class RoundOutput(NamedTuple):
@@ -165,7 +180,8 @@ def build_round(
       num_clients: clients in the federation (leading axis of train data and states).
       cohort_size: clients per round (<= num_clients).
       chunk_size: clients vmapped at once per device (None: all of them).
-      mesh: a 1-D 'clients' mesh to shard the cohort over (None: one device).
+      mesh: a 1-D 'clients' mesh with Auto axis types (make_client_mesh) to shard the
+        cohort over (None: one device).
       donate: donate the server and client states' buffers (saves memory; the
         inputs are invalid afterwards).
 
@@ -175,12 +191,15 @@ def build_round(
       and this round's key fold_in(rounds_key, server_state.round).
 
     Raises:
-      ValueError: if cohort_size is not in [1, num_clients].
+      ValueError: if cohort_size is not in [1, num_clients], or the mesh is not a 1-D
+        'clients' mesh with Auto axis types.
     """
     if not 1 <= cohort_size <= num_clients:
         raise ValueError(
             f"cohort_size must be in [1, num_clients={num_clients}], got {cohort_size}."
         )
+    if mesh is not None:
+        _check_mesh(mesh)
     num_devices = 1 if mesh is None else mesh.size
     plan = cohort_lib.layout(cohort_size, num_devices, chunk_size)
 

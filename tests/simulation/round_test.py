@@ -261,6 +261,17 @@ class RoundTest(parameterized.TestCase):
             with self.assertRaisesRegex(ValueError, "cohort_size must be in"):
                 round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=bad)
 
+    def test_explicit_mesh_is_refused_auto_mesh_is_used(self):
+        # Pitfall (b): jax.make_mesh defaults to Explicit axis types in this JAX; the
+        # round needs Auto. make_client_mesh builds Auto; an Explicit mesh gets a clear error.
+        algorithm, _, _ = _setup()
+        explicit = jax.make_mesh((4,), (round_lib.AXIS,))
+        self.assertEqual(explicit.axis_types, (jax.sharding.AxisType.Explicit,))
+        with self.assertRaisesRegex(ValueError, "needs Auto"):
+            round_lib.build_round(algorithm, num_clients=NUM_CLIENTS, cohort_size=4, mesh=explicit)
+        auto = round_lib.make_client_mesh(4)
+        self.assertEqual(auto.axis_types, (jax.sharding.AxisType.Auto,))
+
     def test_mesh_with_too_many_devices_raises(self):
         with self.assertRaisesRegex(ValueError, "Asked for 64 devices"):
             round_lib.make_client_mesh(64)
