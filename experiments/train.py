@@ -41,7 +41,13 @@ from fedjax_m3t.algorithms import registry  # noqa: E402
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_enum("dataset", "synthetic", train_lib.DATASETS, "Which federation to train on.")
+flags.DEFINE_enum(
+    "dataset",
+    "synthetic",
+    train_lib.DATASETS,
+    "Federation: the embedded synthetic one, your own table (csv), or a multilevel school "
+    "table (exam, chem97, hsb82, star; needs pip install -e '.[real]').",
+)
 flags.DEFINE_integer("num_clients", 16, "Synthetic: number of institutions.")
 flags.DEFINE_integer("mean_examples", 256, "Synthetic: mean examples per institution.")
 flags.DEFINE_float("quantity_skew", 0.5, "Synthetic: lognormal sigma of institution sizes.")
@@ -49,7 +55,22 @@ flags.DEFINE_float("label_skew_alpha", None, "Synthetic: Dirichlet alpha of outc
 flags.DEFINE_float("modality_missing_prob", 0.25, "Synthetic: P(institution lacks a modality).")
 flags.DEFINE_float("task_missing_prob", 0.2, "Synthetic: P(institution lacks a task).")
 flags.DEFINE_list("modalities", [], "Use only these modalities (e.g. 'interaction'). Empty: all.")
+# Real data: the multilevel school tables (pip install -e ".[real]") or your own table.
+flags.DEFINE_float("test_fraction", 0.25, "Real data: share of each school's rows held out.")
+flags.DEFINE_bool(
+    "standardize_targets", True, "Real data: standardise regression labels (train statistics)."
+)
+flags.DEFINE_string("csv_path", None, "--dataset=csv: a CSV or Parquet file, one row per student.")
+flags.DEFINE_string(
+    "client_column", None, "--dataset=csv: the column naming each student's school."
+)
+flags.DEFINE_string("group_column", None, "--dataset=csv: an optional level above the school.")
+flags.DEFINE_list("feature_columns", [], "--dataset=csv: feature columns (text ones one-hot).")
+flags.DEFINE_list(
+    "target_columns", [], "--dataset=csv: targets as column:regression or column:classification."
+)
 # Model.
+flags.DEFINE_enum("model", "m3t", train_lib.MODELS, "The M3T model, or a linear model.")
 flags.DEFINE_integer("width", 32, "Token width of encoders and backbone.")
 flags.DEFINE_integer("depth", 2, "Transformer layers in the backbone.")
 flags.DEFINE_integer("num_heads", 4, "Attention heads.")

