@@ -32,7 +32,7 @@ from fedjax_m3t.algorithms.fed_opt import fed_avg
 from fedjax_m3t.algorithms.local_training import LocalTrainingConfig
 from fedjax_m3t.algorithms.registry import build_algorithm
 from fedjax_m3t.algorithms.server_optimizers import server_optimizer
-from fedjax_m3t.data import federation, spec, synthetic
+from fedjax_m3t.data import federation, multilevel, spec, synthetic, tabular
 from fedjax_m3t.data.federation import Federation
 from fedjax_m3t.data.spec import DataSpec, TaskSpec
 from fedjax_m3t.data.synthetic import SyntheticConfig, make_education_federation
@@ -73,6 +73,7 @@ __all__ = [
     "m3t",
     "make_education_federation",
     "metrics",
+    "multilevel",
     "policy",
     "registry",
     "selective",
@@ -80,6 +81,7 @@ __all__ = [
     "simulation",
     "spec",
     "synthetic",
+    "tabular",
     "tasks",
     "tree",
 ]

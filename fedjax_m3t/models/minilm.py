@@ -54,7 +54,9 @@ the house backbone), so a policy can freeze the pretrained 'params' and train
 and communicate only the LoRA factors. A fresh adapter has B = 0 and leaves the
 embeddings unchanged.
 
-Everything from the ids on is jittable; tokenization runs on the host.
+Everything from the ids on is jittable; tokenization runs on the host. On a
+2-core CPU a jitted `embed` of 64 sequences x 128 tokens takes about 2.5-2.7 s
+(PyTorch: about 1.1 s), so on CPU freeze the encoder and cache its embeddings.
 """
 
 import dataclasses
