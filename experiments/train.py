@@ -45,8 +45,9 @@ flags.DEFINE_enum(
     "dataset",
     "synthetic",
     train_lib.DATASETS,
-    "Federation: the embedded synthetic one, your own table (csv), or a multilevel school "
-    "table (exam, chem97, hsb82, star; needs pip install -e '.[real]').",
+    "Federation: the embedded synthetic one, your own table (csv), ASSISTments 2009 logs "
+    "(assistments2009, with --data_dir), or a multilevel school table (exam, chem97, hsb82, "
+    "star; needs pip install -e '.[real]').",
 )
 flags.DEFINE_integer("num_clients", 16, "Synthetic: number of institutions.")
 flags.DEFINE_integer("mean_examples", 256, "Synthetic: mean examples per institution.")
@@ -68,6 +69,15 @@ flags.DEFINE_string("group_column", None, "--dataset=csv: an optional level abov
 flags.DEFINE_list("feature_columns", [], "--dataset=csv: feature columns (text ones one-hot).")
 flags.DEFINE_list(
     "target_columns", [], "--dataset=csv: targets as column:regression or column:classification."
+)
+flags.DEFINE_string(
+    "data_dir", None, "--dataset=assistments2009: TFDS data_dir (built there on first use)."
+)
+flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "--dataset=assistments2009: folder holding skill_builder_data_corrected.csv "
+    "(default <data_dir>/downloads/manual).",
 )
 # Model.
 flags.DEFINE_enum("model", "m3t", train_lib.MODELS, "The M3T model, or a linear model.")

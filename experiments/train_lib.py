@@ -30,12 +30,13 @@ from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import multilevel, synthetic, tabular
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data.builders import assistments2009
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
-DATASETS = ("synthetic", "csv") + multilevel.DATASETS
+DATASETS = ("synthetic", "csv", "assistments2009") + multilevel.DATASETS
 MODELS = ("m3t", "linear")
 
 PRESETS = {
@@ -75,6 +76,18 @@ def build_federation(settings: dict) -> federation_lib.Federation:
         federation = _synthetic(settings)
     elif name == "csv":
         federation = _from_table_file(settings).federation
+    elif name == "assistments2009":
+        if not settings.get("data_dir"):
+            raise SettingsError("--dataset=assistments2009 needs --data_dir=<TFDS data dir>.")
+        try:
+            federation = assistments2009.federation_from_builder(
+                settings["data_dir"],
+                test_fraction=settings["test_fraction"],
+                seed=settings["seed"],
+                manual_dir=settings.get("manual_dir"),
+            )
+        except (FileNotFoundError, ValueError) as e:
+            raise SettingsError(str(e)) from None
     else:
         try:
             federation = multilevel.load(

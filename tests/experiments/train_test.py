@@ -188,3 +188,19 @@ def test_exam_runs_from_flags():
         tiny_settings(None, dataset="exam", model="linear", rounds=3, cohort_size=8)
     )
     assert np.isfinite(result.global_report.pooled["normexam"]["rmse"])
+
+
+def test_assistments_from_flags(tmp_path):
+    from fedjax_m3t.data.formats import assistments
+
+    manual = tmp_path / "manual"
+    assistments.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
+    settings = tiny_settings(
+        None, dataset="assistments2009", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)
+    )
+    result = train_lib.train({**settings, "cohort_size": 3})
+    assert set(result.global_report.pooled) == {"correct"}
+    with pytest.raises(train_lib.SettingsError, match="needs --data_dir"):
+        train_lib.train({**settings, "data_dir": None})
+    with pytest.raises(train_lib.SettingsError, match="skill_builder_data_corrected.csv"):
+        train_lib.train({**settings, "data_dir": str(tmp_path / "t2"), "manual_dir": str(tmp_path)})
