@@ -100,6 +100,10 @@ flags.DEFINE_list("local", [], "Module patterns trained but kept on each client.
 flags.DEFINE_list("frozen", [], "Module patterns neither trained nor sent.")
 # Simulation.
 flags.DEFINE_integer("rounds", 40, "Federated rounds.")
+flags.DEFINE_bool(
+    "baselines", False, "Also train centralised and local-only baselines with the same budget."
+)
+flags.DEFINE_list("group_by", [], "Table columns to report test metrics by (e.g. sex).")
 flags.DEFINE_integer("cohort_size", 8, "Clients per round.")
 flags.DEFINE_integer(
     "chunk_size", 0, "Clients vmapped at once per device (0: auto; see default_chunk_size)."

@@ -32,7 +32,7 @@ from fedjax_m3t.data import multilevel, synthetic, tabular
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data.builders import assistments2009
 from fedjax_m3t.models import linear, m3t
-from fedjax_m3t.simulation import evaluation
+from fedjax_m3t.simulation import baselines, equity, evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -139,6 +139,12 @@ def parse_targets(specs: list[str]) -> dict[str, str]:
     return targets
 
 
+def _read_table(path: str):
+    import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
+
+    return (pd.read_parquet if path.endswith((".parquet", ".pq")) else pd.read_csv)(path)
+
+
 def _from_table_file(settings: dict) -> tabular.TabularFederation:
     """A federation from --csv_path (CSV or Parquet) and the column flags."""
     import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
@@ -151,8 +157,7 @@ def _from_table_file(settings: dict) -> tabular.TabularFederation:
     for flag in ("client_column", "feature_columns"):
         if not settings[flag]:
             raise SettingsError(f"--dataset=csv needs --{flag}.")
-    read = pd.read_parquet if path.endswith((".parquet", ".pq")) else pd.read_csv
-    df = read(path)
+    df = _read_table(path)
     features = list(settings["feature_columns"])
     categorical = [
         c for c in features if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])
@@ -214,10 +219,7 @@ def build_algorithm(settings: dict, model):
     """The named algorithm with the module policy from --federated/--local/--frozen."""
     _positive(settings, "local_steps")
     policy = policy_lib.from_flags(settings["federated"], settings["local"], settings["frozen"])
-    local = local_training.LocalTrainingConfig(
-        local_steps=settings["local_steps"],
-        batch_size=settings["batch_size"] or None,
-    )
+    local = local_config(settings)
     try:
         return registry.build_algorithm(
             settings["algorithm"],
@@ -232,6 +234,42 @@ def build_algorithm(settings: dict, model):
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+def local_config(settings: dict) -> local_training.LocalTrainingConfig:
+    """Local steps and batch size (0: each client's whole data) from the flags."""
+    return local_training.LocalTrainingConfig(
+        local_steps=settings["local_steps"], batch_size=settings["batch_size"] or None
+    )
+
+
+def table_groups(settings: dict) -> dict:
+    """Group labels of a table federation, for per-group test metrics.
+
+    Returns:
+      {'group': the table's group column per school (e.g. hsb82's sector), if any;
+       column: per test row [num_clients, n_test] for each --group_by column};
+      {} for data sets that are not tables.
+    """
+    name = settings["dataset"]
+    if name == "csv":
+        tab = _from_table_file(settings)
+        frame = _read_table(settings["csv_path"]) if settings.get("group_by") else None
+    elif name in multilevel.DATASETS:
+        kwargs = {k: settings[k] for k in ("seed", "test_fraction", "standardize_targets")}
+        tab = multilevel.load(name, verbose=False, **kwargs)
+        frame = multilevel.load_frame(name) if settings.get("group_by") else None
+    elif settings.get("group_by"):
+        raise SettingsError(f"--group_by needs a table; --dataset={name} is not one.")
+    else:
+        return {}
+    groups = {"group": tab.groups} if tab.groups else {}
+    size = tab.federation.test["mask"].shape[1]
+    for column in settings.get("group_by") or []:
+        if column not in frame.columns:
+            raise SettingsError(f"--group_by={column} is not a column of {list(frame.columns)}.")
+        groups[column] = equity.groups_from_rows(frame[column].to_numpy(), tab.test_rows, size)
+    return groups
 
 
 def simulation_config(settings: dict, num_clients: int) -> run_lib.SimulationConfig:
@@ -271,6 +309,9 @@ def train(settings: dict) -> run_lib.SimulationResult:
     algorithm = build_algorithm(settings, model)
     say("Module policy:\n" + algorithm.policy.describe())
     config = simulation_config(settings, federation.num_clients)
+    if settings.get("group_by") and not settings.get("baselines"):
+        raise SettingsError("--group_by reports per-group metrics with --baselines; add it.")
+    groups = table_groups(settings) if settings.get("baselines") else {}
     fingerprint = {k: v for k, v in settings.items() if k not in _RESUMABLE}
     if config.workdir:
         os.makedirs(config.workdir, exist_ok=True)
@@ -287,6 +328,24 @@ def train(settings: dict) -> run_lib.SimulationResult:
     else:
         say("\nTest metrics (global model, and each institution's personalised view):")
     say(evaluation.format_table(model, federation.client_names, reports))
+    if settings.get("baselines"):
+        say("\nBaselines with the same example-steps, on the same test sets:")
+        comparison = baselines.compare(
+            model,
+            federation,
+            result,
+            policy=algorithm.policy,
+            client_optimizer=registry.client_optimizer(
+                settings["client_optimizer"], settings["client_lr"]
+            ),
+            local=local_config(settings),
+            rounds=config.rounds,
+            cohort_size=config.cohort_size,
+            seed=config.seed,
+            groups=groups,
+        )
+        say(comparison.text)
+        reports.update({k: comparison.reports[k] for k in ("centralised", "local-only")})
     if config.workdir:
         with open(os.path.join(config.workdir, "final_metrics.json"), "w") as f:
             json.dump(_reports_json(reports, federation.client_names), f, indent=2)
@@ -295,6 +354,8 @@ def train(settings: dict) -> run_lib.SimulationResult:
 
 # Settings that may change between a run and its resumption.
 _RESUMABLE = (
+    "baselines",
+    "group_by",
     "rounds",
     "workdir",
     "checkpoint_every",

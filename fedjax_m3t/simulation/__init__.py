@@ -13,6 +13,7 @@
 # limitations under the License.
 """Simulation: cohorts, the jitted round, the run loop, evaluation, checkpoints."""
 
+from fedjax_m3t.simulation import baselines, equity
 from fedjax_m3t.simulation.evaluation import Report, evaluate
 from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult, initial_state, run
 from fedjax_m3t.simulation.round import build_round, make_client_mesh
@@ -21,7 +22,9 @@ __all__ = [
     "Report",
     "SimulationConfig",
     "SimulationResult",
+    "baselines",
     "build_round",
+    "equity",
     "evaluate",
     "initial_state",
     "make_client_mesh",

