@@ -378,9 +378,13 @@ def _format_gaps(name: str, views: dict[str, dict], model: interface.Model) -> s
         metric = metrics_lib.PRIMARY[task.kind]
         for view, report in views.items():
             gap = equity.group_gap(report).get(task.name, {}).get(metric)
-            values = ", ".join(
-                f"{g} {m[task.name][metric]:.4f}" for g, m in report.items() if task.name in m
+            scored = sorted(
+                ((m[task.name][metric], g) for g, m in report.items() if task.name in m),
+                key=lambda x: x[0],
             )
+            if len(scored) > 8:  # E.g. chem97's 131 authorities: show the extremes.
+                scored = scored[:3] + [(None, f"... {len(scored) - 6} more ...")] + scored[-3:]
+            values = ", ".join(g if v is None else f"{g} {v:.4f}" for v, g in scored)
             tail = f"gap {gap['gap']:.4f} (worst {gap['worst']})" if gap else "gap -"
             lines.append(f"  {task.name}:{metric:<9} {view:<13} {tail}: {values}")
     return "\n".join(lines)

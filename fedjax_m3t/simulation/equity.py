@@ -40,21 +40,31 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
-def client_spread(report: evaluation.Report, task: str, metric: str) -> dict[str, float]:
-    """One metric's distribution over clients (clients without a value are ignored).
+def client_spread(
+    report: evaluation.Report, task: str, metric: str, *, min_count: int = 5
+) -> dict[str, float]:
+    """One metric's distribution over clients.
+
+    Clients without a value, and clients with fewer than `min_count` test examples
+    for the task, are left out: a school's R^2 on two or three test students says
+    nothing (its label variance can be near 0, giving values like -1e10).
 
     Args:
       report: an evaluation report with per-client metrics.
       task: the task name.
       metric: e.g. 'r2', 'rmse', 'accuracy', 'auc'.
+      min_count: fewest test examples for a client to count (reports without counts
+        count every client).
 
     Returns:
       {'mean', 'worst' (min, or max for rmse), 'p10' (the 10th percentile in the bad
-      direction: the 90th for rmse), 'median', 'clients' (how many have a value)};
-      NaN statistics when no client has one.
+      direction: the 90th for rmse), 'median', 'clients' (how many were counted)};
+      NaN statistics when no client counts.
     """
     values = report.client_values(task, metric)
-    values = values[~np.isnan(values)]
+    counts = report.client_values(task, "count")
+    keep = ~np.isnan(values) & ~(counts < min_count)
+    values = values[keep]
     if not len(values):
         nan = float("nan")
         return {"mean": nan, "worst": nan, "p10": nan, "median": nan, "clients": 0}
@@ -201,6 +211,7 @@ def format_comparison(
             s = client_spread(report, task.name, metric)
             cells = "".join(f"{v:>9.4f}" for v in (pooled, s["mean"], s["worst"], s["p10"]))
             lines.append(f"{name:<20} {view:<14}{cells}{s['median']:>9.4f}{s['clients']:>9d}")
+    lines.append("(per-client columns count clients with >= 5 test examples for the task)")
     return "\n".join(lines)
 
 

@@ -90,6 +90,20 @@ class ClientSpreadTest(absltest.TestCase):
             self.assertAlmostEqual(got[key], value, places=12, msg=key)
         self.assertEqual(got["clients"], 4)
 
+    def test_clients_with_few_test_examples_are_left_out(self):
+        # Client 1 has 2 test examples (its R^2 of -1e10 comes from a near-constant
+        # label); with min_count 5 only clients 0 and 2 count: mean (0.5 + 0.3) / 2.
+        per_client = [
+            {"y": {"r2": 0.5, "count": 10}},
+            {"y": {"r2": -1e10, "count": 2}},
+            {"y": {"r2": 0.3, "count": 5}},
+        ]
+        report = evaluation.Report(pooled={}, per_client=per_client)
+        got = equity.client_spread(report, "y", "r2")
+        self.assertAlmostEqual(got["mean"], 0.4, places=12)
+        self.assertEqual(got["clients"], 2)
+        self.assertEqual(equity.client_spread(report, "y", "r2", min_count=1)["clients"], 3)
+
     def test_lower_is_better_metric(self):
         report = _report([0.5, NAN, 0.1, 0.9, 0.3], [1.0, NAN, 4.0, 2.0, 3.0])
         got = equity.client_spread(report, "y", "rmse")
