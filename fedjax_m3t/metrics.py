@@ -77,8 +77,11 @@ def task_metrics(task: spec_lib.TaskSpec, prediction: np.ndarray, label: np.ndar
     elif task.kind == "regression":
         err = prediction - label
         out["rmse"] = float(np.sqrt(np.mean(err**2)))
-        var = float(np.var(label))
-        out["r2"] = float(1 - np.mean(err**2) / var) if var > 0 else float("nan")
+        var = float(np.var(np.asarray(label, np.float64)))
+        # Constant labels (up to float32 rounding, e.g. a school whose test students
+        # all scored 10) leave R^2 undefined rather than -1e10.
+        scale = max(1.0, float(np.mean(np.square(label, dtype=np.float64))))
+        out["r2"] = float(1 - np.mean(err**2) / var) if var > 1e-10 * scale else float("nan")
     else:
         predicted = np.argmax(prediction, axis=-1)
         out["accuracy"] = float(np.mean(predicted == label))

@@ -115,3 +115,12 @@ class TaskMetricsTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+def test_r2_of_constant_labels_is_undefined():
+    task = spec_lib.TaskSpec(name="y", kind="regression")
+    # float32 labels that are equal up to rounding: variance ~1e-15, not a real spread.
+    label = np.float32(0.1) * np.ones(4, np.float32) + np.float32([0, 1e-8, 0, -1e-8])
+    got = metrics.task_metrics(task, np.zeros(4, np.float32), label)
+    assert np.isnan(got["r2"])
+    assert got["rmse"] > 0
