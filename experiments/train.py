@@ -73,6 +73,14 @@ flags.DEFINE_list(
 flags.DEFINE_string(
     "data_dir", None, "--dataset=assistments2009: TFDS data_dir (built there on first use)."
 )
+flags.DEFINE_enum(
+    "partition",
+    "school",
+    ["school", "dirichlet"],
+    "--dataset=assistments2009: clients are schools, or --num_clients clients with "
+    "Dirichlet(--dirichlet_alpha) label skew.",
+)
+flags.DEFINE_float("dirichlet_alpha", None, "Dirichlet concentration (unset: IID).")
 flags.DEFINE_string(
     "manual_dir",
     None,

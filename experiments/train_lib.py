@@ -85,6 +85,9 @@ def build_federation(settings: dict) -> federation_lib.Federation:
                 test_fraction=settings["test_fraction"],
                 seed=settings["seed"],
                 manual_dir=settings.get("manual_dir"),
+                partition=settings.get("partition") or "school",
+                num_clients=settings["num_clients"],
+                alpha=settings.get("dirichlet_alpha"),
             )
         except (FileNotFoundError, ValueError) as e:
             raise SettingsError(str(e)) from None

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 from absl.testing import absltest
 
 from fedjax_m3t import metrics, simulation
@@ -265,3 +266,20 @@ class AssistmentsTest(absltest.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+def test_dirichlet_partition_of_the_built_data(tmp_path):
+    manual = tmp_path / "manual"
+    assistments.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
+    common = dict(manual_dir=manual, seed=0)
+    natural = assistments2009.federation_from_builder(tmp_path / "tfds", **common)
+    skewed = assistments2009.federation_from_builder(
+        tmp_path / "tfds", partition="dirichlet", num_clients=5, alpha=0.1, **common
+    )
+    total = lambda f: int(f.num_examples("train").sum() + f.num_examples("test").sum())
+    assert skewed.num_clients == 5 and total(skewed) == total(natural)
+    # alpha 0.1: clients' correct-rates spread far more than under the natural partition.
+    rates = skewed.train["labels"]["correct"].sum(1) / np.maximum(skewed.num_examples(), 1)
+    assert rates.max() - rates.min() > 0.3
+    with pytest.raises(ValueError, match="partition must be"):
+        assistments2009.federation_from_builder(tmp_path / "tfds", partition="x", **common)

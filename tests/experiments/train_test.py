@@ -200,6 +200,16 @@ def test_assistments_from_flags(tmp_path):
     )
     result = train_lib.train({**settings, "cohort_size": 3})
     assert set(result.global_report.pooled) == {"correct"}
+    skewed = train_lib.train(
+        {
+            **settings,
+            "cohort_size": 3,
+            "partition": "dirichlet",
+            "num_clients": 3,
+            "dirichlet_alpha": 0.5,
+        }
+    )
+    assert len(skewed.personal_report.per_client) == 3
     with pytest.raises(train_lib.SettingsError, match="needs --data_dir"):
         train_lib.train({**settings, "data_dir": None})
     with pytest.raises(train_lib.SettingsError, match="skill_builder_data_corrected.csv"):

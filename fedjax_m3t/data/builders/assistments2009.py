@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
+from fedjax_m3t.data import partition as partition_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data.formats import assistments
 
@@ -167,6 +168,35 @@ def partition_by_school(
     return tuple(names), trains, tests
 
 
+def partition_dirichlet(
+    labels: np.ndarray,
+    num_clients: int,
+    alpha: float | None,
+    *,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[tuple[str, ...], list[np.ndarray], list[np.ndarray]]:
+    """Clients by Dirichlet label skew on `correct` (no institutions), split by example.
+
+    Students may span clients here: use it to study label skew, not school effects.
+
+    Returns:
+      (client names 'dirichlet_00', ...; per client train indices; test indices), each
+      client with >= 2 examples keeping >= 1 in test.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+    client = partition_lib.dirichlet_partition(labels, num_clients, alpha, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    trains, tests = [], []
+    for c in range(num_clients):
+        rows = rng.permutation(np.flatnonzero(client == c))
+        k = int(np.clip(round(test_fraction * len(rows)), 1, len(rows) - 1)) if len(rows) > 1 else 0
+        tests.append(np.sort(rows[:k]))
+        trains.append(np.sort(rows[k:]))
+    return tuple(f"dirichlet_{c:02d}" for c in range(num_clients)), trains, tests
+
+
 def read_all(builder: tfds.core.DatasetBuilder, split: str = "train") -> dict[str, np.ndarray]:
     """Every example of a prepared split, stacked: {feature: [n, ...]}, data source order.
 
@@ -190,6 +220,9 @@ def federation_from_builder(
     seed: int = 0,
     num_skills: int | None = None,
     manual_dir: str | os.PathLike | None = None,
+    partition: str = "school",
+    num_clients: int = 16,
+    alpha: float | None = None,
 ) -> federation_lib.Federation:
     """A federation of schools from the built ASSISTments windows.
 
@@ -204,6 +237,10 @@ def federation_from_builder(
         in the data.
       manual_dir: where the downloaded file is, if a data_dir must be prepared
         (default <data_dir>/downloads/manual).
+      partition: 'school' (natural: one client per school_id, split by student) or
+        'dirichlet' (num_clients clients with Dirichlet(alpha) skew of the label).
+      num_clients: clients for partition='dirichlet'.
+      alpha: Dirichlet concentration for partition='dirichlet' (None: IID).
 
     Returns:
       A Federation with DataSpec(modalities=('interaction',), tasks=(correct: binary,),
@@ -211,7 +248,8 @@ def federation_from_builder(
       [clients, n, L, 2] with skill ids in 1..K, labels['correct'] float32.
 
     Raises:
-      ValueError: if num_skills is smaller than the distinct skills in the data.
+      ValueError: if num_skills is smaller than the distinct skills in the data, or
+        for an unknown partition.
     """
     if not isinstance(builder, tfds.core.DatasetBuilder):
         builder = Assistments2009(data_dir=os.fspath(builder))
@@ -226,13 +264,20 @@ def federation_from_builder(
         raise ValueError(f"num_skills={num_skills} < {len(vocab)} distinct skills in the data.")
     skill = interaction[..., 0]
     interaction[..., 0] = np.where(skill > 0, np.searchsorted(vocab, skill) + 1, 0)
-    names, trains, tests = partition_by_school(
-        data["school_id"],
-        data["user_id"],
-        data["order_id"],
-        test_fraction=test_fraction,
-        seed=seed,
-    )
+    if partition == "school":
+        names, trains, tests = partition_by_school(
+            data["school_id"],
+            data["user_id"],
+            data["order_id"],
+            test_fraction=test_fraction,
+            seed=seed,
+        )
+    elif partition == "dirichlet":
+        names, trains, tests = partition_dirichlet(
+            data["label"], num_clients, alpha, test_fraction=test_fraction, seed=seed
+        )
+    else:
+        raise ValueError(f"partition must be 'school' or 'dirichlet', got {partition!r}.")
     label = data["label"].astype(np.float32)
 
     def client(rows: np.ndarray) -> dict:
