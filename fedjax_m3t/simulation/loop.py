@@ -148,14 +148,15 @@ def run(
     state, client_states = initial_state(algorithm, model, num_clients, config.seed)
     state, client_states, start = _maybe_resume(config, fingerprint, state, client_states)
     rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
-    train = federation.train
+    train, test = federation.train, federation.test
     if mesh is not None:
         replicated = NamedSharding(mesh, P())
-        train, state, client_states, rounds_key = jax.device_put(
-            (train, state, client_states, rounds_key), replicated
+        train, test, state, client_states, rounds_key = jax.device_put(
+            (train, test, state, client_states, rounds_key), replicated
         )
     else:
-        train = jax.device_put(train)
+        # Placed once: periodic evaluations then move no data host->device either.
+        train, test = jax.device_put((train, test))
     writer = logging_lib.MetricsWriter(
         config.workdir, tensorboard=config.tensorboard, keep_until=start
     )
@@ -174,7 +175,7 @@ def run(
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             metrics["seconds"] = time.perf_counter() - began
             if config.eval_every and round_num % config.eval_every == 0:
-                report = evaluation.evaluate(model, state.params, federation.test)
+                report = evaluation.evaluate(model, state.params, test)
                 metrics.update(_flatten_report(report))
             writer.write(round_num, metrics)
             history.append({"round": round_num, **metrics})
@@ -197,11 +198,11 @@ def run(
         if checkpointer.latest_round() != round_num:
             _save(checkpointer, round_num, state, client_states, fingerprint)
         checkpointer.close()
-    global_report = evaluation.evaluate(model, state.params, federation.test)
+    global_report = evaluation.evaluate(model, state.params, test)
     personal_report = evaluation.evaluate(
         model,
         state.params,
-        federation.test,
+        test,
         policy=algorithm.policy,
         client_states=client_states,
     )
