@@ -37,17 +37,18 @@ from absl import app, flags, logging  # noqa: E402
 
 from experiments import train_lib  # noqa: E402
 from fedjax_m3t.algorithms import registry  # noqa: E402
+from fedjax_m3t.data import text as text_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_enum(
+flags.DEFINE_string(
     "dataset",
     "synthetic",
-    train_lib.DATASETS,
-    "Federation: the embedded synthetic one, your own table (csv), ASSISTments 2009 logs "
-    "(assistments2009, with --data_dir), or a multilevel school table (exam, chem97, hsb82, "
-    "star; needs pip install -e '.[real]').",
+    f"One of {', '.join(train_lib.DATASETS)}. The embedded synthetic federation, your own "
+    "table (csv), a downloaded dataset (with --data_dir; several joined by '+' make "
+    "multi-modal institutions, e.g. assistments2009+asap_aes), or a multilevel school "
+    "table (needs pip install -e '.[real]').",
 )
 flags.DEFINE_integer("num_clients", 16, "Synthetic: number of institutions.")
 flags.DEFINE_integer("mean_examples", 256, "Synthetic: mean examples per institution.")
@@ -71,22 +72,39 @@ flags.DEFINE_list(
     "target_columns", [], "--dataset=csv: targets as column:regression or column:classification."
 )
 flags.DEFINE_string(
-    "data_dir", None, "--dataset=assistments2009: TFDS data_dir (built there on first use)."
+    "data_dir", None, "Downloaded datasets: TFDS data_dir (built there on first use)."
 )
 flags.DEFINE_enum(
     "partition",
-    "school",
-    ["school", "dirichlet"],
-    "--dataset=assistments2009: clients are schools, or --num_clients clients with "
-    "Dirichlet(--dirichlet_alpha) label skew.",
+    "natural",
+    ["natural", "dirichlet"],
+    "Downloaded datasets: clients are the dataset's institutions (natural), or "
+    "--num_clients clients with Dirichlet(--dirichlet_alpha) label skew.",
 )
 flags.DEFINE_float("dirichlet_alpha", None, "Dirichlet concentration (unset: IID).")
 flags.DEFINE_string(
     "manual_dir",
     None,
-    "--dataset=assistments2009: folder holding skill_builder_data_corrected.csv "
-    "(default <data_dir>/downloads/manual).",
+    "Downloaded datasets: folder holding the downloaded files (default "
+    "<data_dir>/downloads/manual; README 'Data' lists each dataset's files).",
 )
+flags.DEFINE_string(
+    "institution",
+    None,
+    "Downloaded datasets with a choice of institution field (oulad: region; scienceqa: "
+    "subject, grade). Unset: the dataset's natural one.",
+)
+flags.DEFINE_bool(
+    "strict", False, "Downloaded datasets: stop at the first malformed row instead of skipping it."
+)
+flags.DEFINE_enum(
+    "text_encoding",
+    "hash",
+    list(text_lib.ENCODINGS),
+    "Text datasets: hash (word hashing, no dependency), wordpiece (MiniLM's tokenizer), "
+    "minilm (frozen MiniLM sentence embeddings, cached in <data_dir>/text_cache).",
+)
+flags.DEFINE_integer("text_length", 64, "Text datasets: tokens per text.")
 # Model.
 flags.DEFINE_enum("model", "m3t", train_lib.MODELS, "The M3T model, or a linear model.")
 flags.DEFINE_integer("width", 32, "Token width of encoders and backbone.")
@@ -94,6 +112,14 @@ flags.DEFINE_integer("depth", 2, "Transformer layers in the backbone.")
 flags.DEFINE_integer("num_heads", 4, "Attention heads.")
 flags.DEFINE_integer("lora_rank", 4, "LoRA rank on the backbone's attention (0: no LoRA).")
 flags.DEFINE_integer("num_prompts", 0, "Learned prompt tokens (adapters/prompts).")
+flags.DEFINE_enum(
+    "text_encoder",
+    "learned",
+    ["learned", "minilm"],
+    "learned: a table over the text ids (or a projection of cached embeddings); minilm: the "
+    "pretrained all-MiniLM-L6-v2, frozen, with LoRA (needs --text_encoding=wordpiece).",
+)
+flags.DEFINE_integer("text_lora_rank", 4, "--text_encoder=minilm: LoRA rank (0: none).")
 # Algorithm.
 flags.DEFINE_enum("algorithm", "fedavg", registry.ALGORITHMS, "Federated algorithm.")
 flags.DEFINE_enum("client_optimizer", "adam", registry.CLIENT_OPTIMIZERS, "Local optimizer.")

@@ -19,6 +19,8 @@ for inconsistencies before any work starts, and calls
 `fedjax_m3t.simulation.run.run`. Only this module and the binary read settings.
 """
 
+import importlib
+import inspect
 import json
 import os
 
@@ -27,16 +29,21 @@ import numpy as np
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t.data import combine, multilevel, synthetic, tabular
 from fedjax_m3t.data import federation as federation_lib
-from fedjax_m3t.data import multilevel, synthetic, tabular
 from fedjax_m3t.data import spec as spec_lib
-from fedjax_m3t.data.builders import assistments2009
+from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import baselines, equity, evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
-DATASETS = ("synthetic", "csv", "assistments2009") + multilevel.DATASETS
+# Datasets read from downloaded files through a TFDS builder (--data_dir, --manual_dir):
+# name -> the module in fedjax_m3t.data.builders with its federation_from_builder.
+BUILDER_DATASETS = {
+    "assistments2009": "assistments2009",
+}
+DATASETS = ("synthetic", "csv") + tuple(BUILDER_DATASETS) + multilevel.DATASETS
 MODELS = ("m3t", "linear")
 
 PRESETS = {
@@ -69,38 +76,31 @@ def _positive(settings: dict, *names: str) -> None:
 
 def build_federation(settings: dict) -> federation_lib.Federation:
     """The federation named by --dataset (restricted to --modalities if given)."""
-    name = settings["dataset"]
-    if name not in DATASETS:
-        raise SettingsError(f"--dataset={name} is unknown; choose from {DATASETS}.")
-    if name == "synthetic":
-        federation = _synthetic(settings)
-    elif name == "csv":
-        federation = _from_table_file(settings).federation
-    elif name == "assistments2009":
-        if not settings.get("data_dir"):
-            raise SettingsError("--dataset=assistments2009 needs --data_dir=<TFDS data dir>.")
-        try:
-            federation = assistments2009.federation_from_builder(
-                settings["data_dir"],
-                test_fraction=settings["test_fraction"],
-                seed=settings["seed"],
-                manual_dir=settings.get("manual_dir"),
-                partition=settings.get("partition") or "school",
-                num_clients=settings["num_clients"],
-                alpha=settings.get("dirichlet_alpha"),
+    names = settings["dataset"].split("+")
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        raise SettingsError(
+            f"--dataset={settings['dataset']}: {unknown} unknown; choose from {DATASETS} "
+            "(several downloaded datasets joined by '+' make multi-modal institutions)."
+        )
+    if len(names) > 1:
+        not_files = [n for n in names if n not in BUILDER_DATASETS]
+        if not_files:
+            raise SettingsError(
+                f"--dataset={settings['dataset']}: only downloaded datasets "
+                f"{tuple(BUILDER_DATASETS)} can be combined with '+', not {not_files}."
             )
-        except (FileNotFoundError, ValueError) as e:
-            raise SettingsError(str(e)) from None
-    else:
+        parts = [_from_builder(n, settings) for n in names]
         try:
-            federation = multilevel.load(
-                name,
-                seed=settings["seed"],
-                test_fraction=settings["test_fraction"],
-                standardize_targets=settings["standardize_targets"],
-            ).federation
-        except ImportError as e:
+            federation = combine.combine_by_size(parts)
+        except ValueError as e:
             raise SettingsError(str(e)) from None
+        logging_lib.log(
+            f"Combined {' + '.join(names)}: institution k holds the k-th largest client of "
+            "each dataset (fedjax_m3t/data/combine.py)."
+        )
+    else:
+        federation = _single(names[0], settings)
     modalities = [m for m in settings.get("modalities") or [] if m]
     if modalities:
         unknown = sorted(set(modalities) - set(federation.spec.modalities))
@@ -111,6 +111,79 @@ def build_federation(settings: dict) -> federation_lib.Federation:
             )
         federation = federation.with_modalities(modalities)
     return federation
+
+
+def _single(name: str, settings: dict) -> federation_lib.Federation:
+    """The federation of one --dataset name."""
+    if name == "synthetic":
+        return _synthetic(settings)
+    if name == "csv":
+        return _from_table_file(settings).federation
+    if name in BUILDER_DATASETS:
+        return _from_builder(name, settings)
+    try:
+        return multilevel.load(
+            name,
+            seed=settings["seed"],
+            test_fraction=settings["test_fraction"],
+            standardize_targets=settings["standardize_targets"],
+        ).federation
+    except ImportError as e:
+        raise SettingsError(str(e)) from None
+
+
+def text_encoding(settings: dict) -> text_lib.TextEncoding:
+    """The --text_encoding / --text_length choice (cached under <data_dir>/text_cache)."""
+    kind = settings.get("text_encoding") or "hash"
+    if settings.get("text_encoder") == "minilm" and kind != "wordpiece":
+        raise SettingsError(
+            "--text_encoder=minilm reads WordPiece ids: add --text_encoding=wordpiece "
+            "(or use --text_encoding=minilm with the default --text_encoder=learned for "
+            "frozen, cached MiniLM embeddings)."
+        )
+    cache = os.path.join(settings["data_dir"], "text_cache") if settings.get("data_dir") else None
+    try:
+        return text_lib.TextEncoding(
+            kind=kind, length=settings.get("text_length") or 64, cache_dir=cache
+        )
+    except ValueError as e:
+        raise SettingsError(f"--text_encoding/--text_length: {e}") from None
+
+
+def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
+    """The federation of a downloaded dataset, built in --data_dir on first use."""
+    if not settings.get("data_dir"):
+        raise SettingsError(
+            f"--dataset={name} needs --data_dir=<TFDS data dir> (and the downloaded files in "
+            "--manual_dir, default <data_dir>/downloads/manual; python -m "
+            "experiments.generate_data writes small files in the real formats)."
+        )
+    module = importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
+    function = module.federation_from_builder
+    accepted = inspect.signature(function).parameters
+    kwargs = {
+        "test_fraction": settings["test_fraction"],
+        "seed": settings["seed"],
+        "manual_dir": settings.get("manual_dir"),
+        "partition": settings.get("partition") or "natural",
+        "num_clients": settings["num_clients"],
+        "alpha": settings.get("dirichlet_alpha"),
+        "strict": bool(settings.get("strict")),
+    }
+    if "text_encoding" in accepted:
+        kwargs["text_encoding"] = text_encoding(settings)
+    if settings.get("institution"):
+        if "institution" not in accepted:
+            raise SettingsError(
+                f"--institution={settings['institution']}: --dataset={name} has one "
+                "institution field only; drop the flag."
+            )
+        kwargs["institution"] = settings["institution"]
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    try:
+        return function(settings["data_dir"], **kwargs)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        raise SettingsError(f"--dataset={name}: {e}") from None
 
 
 def _synthetic(settings: dict) -> federation_lib.Federation:
@@ -207,21 +280,34 @@ def build_model(settings: dict, spec: spec_lib.DataSpec):
         raise SettingsError(
             f"--width={settings['width']} must be divisible by --num_heads={settings['num_heads']}."
         )
-    config = m3t.M3TConfig(
-        width=settings["width"],
-        depth=settings["depth"],
-        num_heads=settings["num_heads"],
-        mlp_dim=2 * settings["width"],
-        lora_rank=settings["lora_rank"],
-        num_prompts=settings["num_prompts"],
-    )
-    return m3t.build_m3t_model(spec, config)
+    try:
+        config = m3t.M3TConfig(
+            width=settings["width"],
+            depth=settings["depth"],
+            num_heads=settings["num_heads"],
+            mlp_dim=2 * settings["width"],
+            lora_rank=settings["lora_rank"],
+            num_prompts=settings["num_prompts"],
+            text_encoder=settings.get("text_encoder") or "learned",
+            text_lora_rank=settings.get("text_lora_rank", 4),
+        )
+        return m3t.build_m3t_model(spec, config)
+    except (ValueError, ImportError) as e:
+        raise SettingsError(str(e)) from None
 
 
 def build_algorithm(settings: dict, model):
     """The named algorithm with the module policy from --federated/--local/--frozen."""
     _positive(settings, "local_steps")
-    policy = policy_lib.from_flags(settings["federated"], settings["local"], settings["frozen"])
+    frozen = list(settings["frozen"])
+    if settings.get("text_encoder") == "minilm" and not any(
+        p.startswith("encoders/text") for p in settings["federated"] + settings["local"] + frozen
+    ):
+        # The pretrained weights are the foundation model: tune them through LoRA only,
+        # unless a module flag says otherwise.
+        frozen.append("encoders/text/minilm")
+        logging_lib.log("--text_encoder=minilm: freezing encoders/text/minilm (LoRA trains).")
+    policy = policy_lib.from_flags(settings["federated"], settings["local"], frozen)
     local = local_config(settings)
     try:
         return registry.build_algorithm(

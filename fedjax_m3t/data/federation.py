@@ -63,6 +63,40 @@ def stack_clients(clients: Sequence[dict], size: int | None = None) -> dict:
     return jax.tree.map(lambda *xs: np.stack(xs), *padded)
 
 
+def from_rows(
+    spec: spec_lib.DataSpec,
+    client_names: Sequence[str],
+    train_rows: Sequence[np.ndarray],
+    test_rows: Sequence[np.ndarray],
+    examples: dict,
+) -> "Federation":
+    """A federation gathered from one flat table of examples.
+
+    Args:
+      spec: the data spec.
+      client_names: one name per client.
+      train_rows: per client, int indices into the example axis of `examples`.
+      test_rows: the same for test.
+      examples: the layout of spec.py without 'mask', leaves [N, ...] over all
+        examples of all clients ('mask' is added: True for every gathered row).
+
+    Returns:
+      The Federation, leaves [num_clients, max rows per client, ...], zero-padded.
+    """
+
+    def gather(rows: np.ndarray) -> dict:
+        rows = np.asarray(rows, np.int64)
+        picked = jax.tree.map(lambda x: np.asarray(x)[rows], examples)
+        return {**picked, "mask": np.ones(len(rows), bool)}
+
+    return Federation(
+        spec=spec,
+        client_names=tuple(client_names),
+        train=stack_clients([gather(r) for r in train_rows]),
+        test=stack_clients([gather(r) for r in test_rows]),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Federation:
     """All clients' train and test examples.
@@ -154,7 +188,7 @@ def validate_examples(spec: spec_lib.DataSpec, data: dict, split: str, num_clien
         )
     n = mask.shape[1]
     expected = {
-        "text": (n, spec.text_length),
+        "text": (n, spec.text_embedding_dim) if spec.text_embedding_dim else (n, spec.text_length),
         "image": (n, spec.image_size, spec.image_size),
         "interaction": (n, spec.interaction_length, 2),
         "tabular": (n, spec.tabular_features),

@@ -18,7 +18,9 @@ Every client's data is one dict of arrays whose leading axis is the example axis
 
   {
     'inputs': {                         # only the modalities in DataSpec.modalities
-      'text':        int32   [n, text_length]            token ids, 0 = padding (right)
+      'text':        int32   [n, text_length]            token ids, 0 = padding (right),
+                     or float32 [n, text_embedding_dim] when that is > 0:
+                     sentence embeddings of a frozen encoder (data/text.py)
       'image':       float32 [n, image_size, image_size] grey-scale in [0, 1]
       'interaction': int32   [n, interaction_length, 2]  (skill id, response) pairs;
                      skill id in 1..num_skills, 0 = padding; response 0 = wrong,
@@ -84,6 +86,7 @@ class DataSpec:
     tasks: tuple[TaskSpec, ...]
     text_vocab_size: int = 256
     text_length: int = 16
+    text_embedding_dim: int = 0
     image_size: int = 28
     num_skills: int = 32
     interaction_length: int = 16

@@ -94,6 +94,34 @@ class TextEncoder(nn.Module):
         return tokens, x != 0
 
 
+class EmbeddingTextEncoder(nn.Module):
+    """One token from a sentence embedding: a Dense projection to the width.
+
+    Reads the cached embeddings of a frozen text foundation model (DataSpec
+    text_embedding_dim > 0), or the pooled output of a live one (M3T's 'minilm'
+    text encoder), so both give the same parameters under this module.
+
+    Attributes:
+      width: token width D.
+    """
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Encodes sentence embeddings.
+
+        Args:
+          x: float [n, E].
+
+        Returns:
+          (tokens float32 [n, 1, D], token_mask bool [n, 1], all True).
+        """
+        token = nn.Dense(self.width, name="project")(x.astype(jnp.float32))
+        token = token + _modality_type(self, self.width)
+        return token[:, None, :], jnp.ones((x.shape[0], 1), jnp.bool_)
+
+
 class ImageEncoder(nn.Module):
     """Non-overlapping patches, one Dense patch embedding, learned positions.
 

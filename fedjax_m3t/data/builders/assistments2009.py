@@ -36,7 +36,7 @@ access and no TensorFlow through `builder.as_data_source()`.
 Example (prints the reader's summary and TFDS progress):
 
   builder = Assistments2009(data_dir='~/tensorflow_datasets')
-  prepare(builder, manual_dir='~/Downloads')  # Holds skill_builder_data_corrected.csv.
+  common.prepare(builder, manual_dir='~/Downloads')  # Holds skill_builder_data_corrected.csv.
   fed = federation_from_builder(builder)
 """
 
@@ -47,8 +47,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
-from fedjax_m3t.data import partition as partition_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data.builders import common
 from fedjax_m3t.data.formats import assistments
 
 INTERACTION_LENGTH = 16  # L: positions per window, the query included.
@@ -108,111 +108,6 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
             yield f"{example['user_id']}_{example['order_id']}", example
 
 
-def prepare(
-    builder: tfds.core.DatasetBuilder, *, manual_dir: str | os.PathLike | None = None
-) -> None:
-    """Builds `builder` from the file in `manual_dir` (default <data_dir>/downloads/manual).
-
-    The reader's summary of dropped rows is printed.
-
-    Raises:
-      FileNotFoundError: naming the expected file and where to download it.
-    """
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
-
-
-def partition_by_school(
-    school_ids: np.ndarray,
-    user_ids: np.ndarray,
-    order_ids: np.ndarray,
-    *,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-) -> tuple[tuple[str, ...], list[np.ndarray], list[np.ndarray]]:
-    """Clients = schools; a per-school train/test split by student (module docstring).
-
-    Args:
-      school_ids: int [n] school of each example.
-      user_ids: int [n] student of each example.
-      order_ids: int [n] the query's order_id (time order within a student), used to
-        split a single-student school in time.
-      test_fraction: share of each school's students in test, in (0, 1).
-      seed: seed of the shuffles.
-
-    Returns:
-      (client names: the school ids as strings, sorted by id; per client int64 train
-      example indices, ascending; per client int64 test example indices, ascending).
-
-    Raises:
-      ValueError: for test_fraction outside (0, 1).
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-    rng = np.random.default_rng(seed)
-    names, trains, tests = [], [], []
-    for school in np.unique(school_ids):
-        rows = np.flatnonzero(school_ids == school)
-        students = np.unique(user_ids[rows])
-        if len(students) >= 2:
-            k = int(np.clip(round(test_fraction * len(students)), 1, len(students) - 1))
-            is_test = np.isin(user_ids[rows], rng.permutation(students)[:k])
-        else:
-            k = int(np.clip(round(test_fraction * len(rows)), 1, max(1, len(rows) - 1)))
-            k = k if len(rows) >= 2 else 0
-            time_rank = np.argsort(np.argsort(order_ids[rows], kind="stable"), kind="stable")
-            is_test = time_rank >= len(rows) - k
-        names.append(str(school))
-        trains.append(rows[~is_test])
-        tests.append(rows[is_test])
-    return tuple(names), trains, tests
-
-
-def partition_dirichlet(
-    labels: np.ndarray,
-    num_clients: int,
-    alpha: float | None,
-    *,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-) -> tuple[tuple[str, ...], list[np.ndarray], list[np.ndarray]]:
-    """Clients by Dirichlet label skew on `correct` (no institutions), split by example.
-
-    Students may span clients here: use it to study label skew, not school effects.
-
-    Returns:
-      (client names 'dirichlet_00', ...; per client train indices; test indices), each
-      client with >= 2 examples keeping >= 1 in test.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-    client = partition_lib.dirichlet_partition(labels, num_clients, alpha, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    trains, tests = [], []
-    for c in range(num_clients):
-        rows = rng.permutation(np.flatnonzero(client == c))
-        k = int(np.clip(round(test_fraction * len(rows)), 1, len(rows) - 1)) if len(rows) > 1 else 0
-        tests.append(np.sort(rows[:k]))
-        trains.append(np.sort(rows[k:]))
-    return tuple(f"dirichlet_{c:02d}" for c in range(num_clients)), trains, tests
-
-
-def read_all(builder: tfds.core.DatasetBuilder, split: str = "train") -> dict[str, np.ndarray]:
-    """Every example of a prepared split, stacked: {feature: [n, ...]}, data source order.
-
-    Reads through `builder.as_data_source()` (array_record, random access, no TensorFlow).
-    """
-    source = builder.as_data_source(split=split)
-    examples = source.__getitems__(range(len(source)))
-    features = builder.info.features
-    return {
-        k: np.array([e[k] for e in examples], features[k].np_dtype).reshape(
-            (len(examples),) + features[k].shape
-        )
-        for k in features.keys()
-    }
-
-
 def federation_from_builder(
     builder: tfds.core.DatasetBuilder | str | os.PathLike,
     *,
@@ -220,7 +115,7 @@ def federation_from_builder(
     seed: int = 0,
     num_skills: int | None = None,
     manual_dir: str | os.PathLike | None = None,
-    partition: str = "school",
+    partition: str = "natural",
     num_clients: int = 16,
     alpha: float | None = None,
 ) -> federation_lib.Federation:
@@ -237,7 +132,7 @@ def federation_from_builder(
         in the data.
       manual_dir: where the downloaded file is, if a data_dir must be prepared
         (default <data_dir>/downloads/manual).
-      partition: 'school' (natural: one client per school_id, split by student) or
+      partition: 'natural' (one client per school_id, split by student) or
         'dirichlet' (num_clients clients with Dirichlet(alpha) skew of the label).
       num_clients: clients for partition='dirichlet'.
       alpha: Dirichlet concentration for partition='dirichlet' (None: IID).
@@ -254,8 +149,8 @@ def federation_from_builder(
     if not isinstance(builder, tfds.core.DatasetBuilder):
         builder = Assistments2009(data_dir=os.fspath(builder))
         if not builder.is_prepared():
-            prepare(builder, manual_dir=manual_dir)
-    data = read_all(builder)
+            common.prepare(builder, manual_dir=manual_dir)
+    data = common.read_all(builder)
     interaction = data["interaction"].astype(np.int32)
     vocab = np.unique(interaction[..., 0])
     vocab = vocab[vocab > 0]
@@ -264,31 +159,18 @@ def federation_from_builder(
         raise ValueError(f"num_skills={num_skills} < {len(vocab)} distinct skills in the data.")
     skill = interaction[..., 0]
     interaction[..., 0] = np.where(skill > 0, np.searchsorted(vocab, skill) + 1, 0)
-    if partition == "school":
-        names, trains, tests = partition_by_school(
-            data["school_id"],
-            data["user_id"],
-            data["order_id"],
-            test_fraction=test_fraction,
-            seed=seed,
-        )
-    elif partition == "dirichlet":
-        names, trains, tests = partition_dirichlet(
-            data["label"], num_clients, alpha, test_fraction=test_fraction, seed=seed
-        )
-    else:
-        raise ValueError(f"partition must be 'school' or 'dirichlet', got {partition!r}.")
+    names, trains, tests = common.split(
+        partition,
+        client_ids=data["school_id"],
+        student_ids=data["user_id"],
+        times=data["order_id"],
+        labels=data["label"],
+        num_clients=num_clients,
+        alpha=alpha,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
     label = data["label"].astype(np.float32)
-
-    def client(rows: np.ndarray) -> dict:
-        n = len(rows)
-        return {
-            "inputs": {"interaction": interaction[rows]},
-            "present": {"interaction": np.ones(n, bool)},
-            "labels": {"correct": label[rows]},
-            "label_mask": {"correct": np.ones(n, bool)},
-            "mask": np.ones(n, bool),
-        }
 
     spec = spec_lib.DataSpec(
         modalities=("interaction",),
@@ -296,9 +178,11 @@ def federation_from_builder(
         num_skills=k,
         interaction_length=interaction.shape[1],
     )
-    return federation_lib.Federation(
-        spec=spec,
-        client_names=names,
-        train=federation_lib.stack_clients([client(r) for r in trains]),
-        test=federation_lib.stack_clients([client(r) for r in tests]),
-    )
+    n = len(label)
+    examples = {
+        "inputs": {"interaction": interaction},
+        "present": {"interaction": np.ones(n, bool)},
+        "labels": {"correct": label},
+        "label_mask": {"correct": np.ones(n, bool)},
+    }
+    return federation_lib.from_rows(spec, names, trains, tests, examples)

@@ -1,0 +1,54 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Every downloaded dataset runs from flags on files generated in its real format.
+
+`experiments.generate_data` writes all datasets into one manual folder, as a user
+would put the real downloads; each `--dataset` then builds and trains (tiny
+preset), and two of them combine into multi-modal institutions.
+"""
+
+import pytest
+
+from experiments import train_lib
+from fedjax_m3t.data.formats import generate
+from tests.experiments.train_test import tiny_settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    written = generate.write(list(generate.WRITERS), str(root / "manual"), seed=0)
+    assert set(written) == set(train_lib.BUILDER_DATASETS)
+    return {"manual_dir": str(root / "manual"), "data_dir": str(root / "tfds")}
+
+
+@pytest.mark.parametrize("name", sorted(generate.WRITERS))
+def test_each_downloaded_dataset_trains_from_flags(name, folders):
+    settings = tiny_settings(None, dataset=name, **folders)
+    fed = train_lib.build_federation(settings)
+    result = train_lib.train({**settings, "cohort_size": min(4, fed.num_clients)})
+    assert set(result.global_report.pooled) == set(fed.spec.task_names)
+    assert len(result.global_report.per_client) == fed.num_clients
+
+
+def test_unknown_generator_and_bad_flags_say_what_to_do(folders, tmp_path):
+    with pytest.raises(ValueError, match="unknown; choose from"):
+        generate.write(["nope"], str(tmp_path))
+    settings = tiny_settings(None, dataset="assistments2009", **folders)
+    with pytest.raises(train_lib.SettingsError, match="has one institution field only"):
+        train_lib.build_federation({**settings, "institution": "region"})
+    with pytest.raises(train_lib.SettingsError, match="add --text_encoding=wordpiece"):
+        train_lib.text_encoding({**settings, "text_encoder": "minilm"})
