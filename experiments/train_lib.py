@@ -76,6 +76,16 @@ def _positive(settings: dict, *names: str) -> None:
 
 def build_federation(settings: dict) -> federation_lib.Federation:
     """The federation named by --dataset (restricted to --modalities if given)."""
+    return load_data(settings)[0]
+
+
+def load_data(settings: dict) -> tuple[federation_lib.Federation, tabular.TabularFederation | None]:
+    """The federation named by --dataset, and the table it came from (None if none).
+
+    The table (csv and the multilevel datasets) carries the rows behind each test
+    example, for per-group metrics (`table_groups`).
+    """
+    table = None
     names = settings["dataset"].split("+")
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
@@ -99,6 +109,9 @@ def build_federation(settings: dict) -> federation_lib.Federation:
             f"Combined {' + '.join(names)}: institution k holds the k-th largest client of "
             "each dataset (fedjax_m3t/data/combine.py)."
         )
+    elif names[0] == "csv" or names[0] in multilevel.DATASETS:
+        table = _table(names[0], settings)
+        federation = table.federation
     else:
         federation = _single(names[0], settings)
     modalities = [m for m in settings.get("modalities") or [] if m]
@@ -110,24 +123,27 @@ def build_federation(settings: dict) -> federation_lib.Federation:
                 f"{list(federation.spec.modalities)}."
             )
         federation = federation.with_modalities(modalities)
-    return federation
+    return federation, table
 
 
 def _single(name: str, settings: dict) -> federation_lib.Federation:
-    """The federation of one --dataset name."""
+    """The federation of --dataset=synthetic or of a downloaded dataset."""
     if name == "synthetic":
         return _synthetic(settings)
+    return _from_builder(name, settings)
+
+
+def _table(name: str, settings: dict) -> tabular.TabularFederation:
+    """The table federation of --dataset=csv or a multilevel dataset."""
     if name == "csv":
-        return _from_table_file(settings).federation
-    if name in BUILDER_DATASETS:
-        return _from_builder(name, settings)
+        return _from_table_file(settings)
     try:
         return multilevel.load(
             name,
             seed=settings["seed"],
             test_fraction=settings["test_fraction"],
             standardize_targets=settings["standardize_targets"],
-        ).federation
+        )
     except ImportError as e:
         raise SettingsError(str(e)) from None
 
@@ -332,8 +348,12 @@ def local_config(settings: dict) -> local_training.LocalTrainingConfig:
     )
 
 
-def table_groups(settings: dict) -> dict:
+def table_groups(settings: dict, table: tabular.TabularFederation | None) -> dict:
     """Group labels of a table federation, for per-group test metrics.
+
+    Args:
+      settings: the flags (--dataset, --csv_path, --group_by).
+      table: the table federation the run trains on (from `load_data`), or None.
 
     Returns:
       {'group': the table's group column per school (e.g. hsb82's sector), if any;
@@ -341,23 +361,19 @@ def table_groups(settings: dict) -> dict:
       {} for data sets that are not tables.
     """
     name = settings["dataset"]
-    if name == "csv":
-        tab = _from_table_file(settings)
-        frame = _read_table(settings["csv_path"]) if settings.get("group_by") else None
-    elif name in multilevel.DATASETS:
-        kwargs = {k: settings[k] for k in ("seed", "test_fraction", "standardize_targets")}
-        tab = multilevel.load(name, verbose=False, **kwargs)
-        frame = multilevel.load_frame(name) if settings.get("group_by") else None
-    elif settings.get("group_by"):
-        raise SettingsError(f"--group_by needs a table; --dataset={name} is not one.")
-    else:
+    if table is None:
+        if settings.get("group_by"):
+            raise SettingsError(f"--group_by needs a table; --dataset={name} is not one.")
         return {}
-    groups = {"group": tab.groups} if tab.groups else {}
-    size = tab.federation.test["mask"].shape[1]
-    for column in settings.get("group_by") or []:
+    groups = {"group": table.groups} if table.groups else {}
+    if not settings.get("group_by"):
+        return groups
+    frame = _read_table(settings["csv_path"]) if name == "csv" else multilevel.load_frame(name)
+    size = table.federation.test["mask"].shape[1]
+    for column in settings["group_by"]:
         if column not in frame.columns:
             raise SettingsError(f"--group_by={column} is not a column of {list(frame.columns)}.")
-        groups[column] = equity.groups_from_rows(frame[column].to_numpy(), tab.test_rows, size)
+        groups[column] = equity.groups_from_rows(frame[column].to_numpy(), table.test_rows, size)
     return groups
 
 
@@ -391,7 +407,7 @@ def train(settings: dict) -> run_lib.SimulationResult:
       SettingsError: before any training, for inconsistent settings.
     """
     say = logging_lib.log
-    federation = build_federation(settings)
+    federation, table = load_data(settings)
     check_federation(federation)
     say(federation.summary())
     model = build_model(settings, federation.spec)
@@ -400,7 +416,7 @@ def train(settings: dict) -> run_lib.SimulationResult:
     config = simulation_config(settings, federation.num_clients)
     if settings.get("group_by") and not settings.get("baselines"):
         raise SettingsError("--group_by reports per-group metrics with --baselines; add it.")
-    groups = table_groups(settings) if settings.get("baselines") else {}
+    groups = table_groups(settings, table) if settings.get("baselines") else {}
     fingerprint = {k: v for k, v in settings.items() if k not in _RESUMABLE}
     if config.workdir:
         os.makedirs(config.workdir, exist_ok=True)
