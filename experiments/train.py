@@ -99,10 +99,11 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_enum(
     "text_encoding",
-    "hash",
-    list(text_lib.ENCODINGS),
-    "Text datasets: hash (word hashing, no dependency), wordpiece (MiniLM's tokenizer), "
-    "minilm (frozen MiniLM sentence embeddings, cached in <data_dir>/text_cache).",
+    "auto",
+    ["auto", *text_lib.ENCODINGS],
+    "Text datasets: minilm (frozen MiniLM sentence embeddings, cached in "
+    "<data_dir>/text_cache), hash (word hashing, no dependency), wordpiece (MiniLM's "
+    "tokenizer, for --text_encoder=minilm); auto: minilm if installed, else hash.",
 )
 flags.DEFINE_integer("text_length", 64, "Text datasets: tokens per text.")
 # Model.

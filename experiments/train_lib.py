@@ -149,14 +149,29 @@ def _table(name: str, settings: dict) -> tabular.TabularFederation:
 
 
 def text_encoding(settings: dict) -> text_lib.TextEncoding:
-    """The --text_encoding / --text_length choice (cached under <data_dir>/text_cache)."""
-    kind = settings.get("text_encoding") or "hash"
-    if settings.get("text_encoder") == "minilm" and kind != "wordpiece":
+    """The --text_encoding / --text_length choice (cached under <data_dir>/text_cache).
+
+    'auto' is frozen MiniLM embeddings when its packages are installed (the fast
+    default for real text on CPU), else word hashing; the choice is printed.
+    """
+    kind = settings.get("text_encoding") or "auto"
+    if settings.get("text_encoder") == "minilm" and kind not in ("wordpiece", "auto"):
         raise SettingsError(
-            "--text_encoder=minilm reads WordPiece ids: add --text_encoding=wordpiece "
-            "(or use --text_encoding=minilm with the default --text_encoder=learned for "
+            "--text_encoder=minilm reads WordPiece ids: use --text_encoding=wordpiece "
+            "(or --text_encoding=minilm with the default --text_encoder=learned for "
             "frozen, cached MiniLM embeddings)."
         )
+    if kind == "auto":
+        if settings.get("text_encoder") == "minilm":
+            kind = "wordpiece"
+        elif text_lib.minilm_available():
+            kind = "minilm"
+        else:
+            kind = "hash"
+            logging_lib.log(
+                "--text_encoding=auto: MiniLM is not installed, so texts are word-hashed "
+                f"({text_lib.INSTALL_HINT} for frozen pretrained embeddings)."
+            )
     cache = os.path.join(settings["data_dir"], "text_cache") if settings.get("data_dir") else None
     try:
         return text_lib.TextEncoding(

