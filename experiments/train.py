@@ -72,6 +72,18 @@ flags.DEFINE_list(
     "target_columns", [], "--dataset=csv: targets as column:regression or column:classification."
 )
 flags.DEFINE_string(
+    "student_column",
+    None,
+    "--dataset=csv: optional student id of longitudinal records (with --time_column): each "
+    "row also gets the student's earlier records at its school as an interaction sequence.",
+)
+flags.DEFINE_string(
+    "time_column",
+    None,
+    "--dataset=csv: optional time of each record (with --student_column); numbers sort "
+    "numerically, text sorts as text.",
+)
+flags.DEFINE_string(
     "data_dir", None, "Downloaded datasets: TFDS data_dir (built there on first use)."
 )
 flags.DEFINE_enum(

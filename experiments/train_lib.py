@@ -42,6 +42,10 @@ from fedjax_m3t.simulation import loop as run_lib
 # name -> the module in fedjax_m3t.data.builders with its federation_from_builder.
 BUILDER_DATASETS = {
     "assistments2009": "assistments2009",
+    "ednet_kt1": "ednet_kt1",
+    "asap_aes": "asap_aes",
+    "oulad": "oulad",
+    "scienceqa": "scienceqa",
 }
 DATASETS = ("synthetic", "csv") + tuple(BUILDER_DATASETS) + multilevel.DATASETS
 MODELS = ("m3t", "linear")
@@ -280,6 +284,8 @@ def _from_table_file(settings: dict) -> tabular.TabularFederation:
             test_fraction=settings["test_fraction"],
             seed=settings["seed"],
             standardize_targets=settings["standardize_targets"],
+            student_column=settings.get("student_column") or None,
+            time_column=settings.get("time_column") or None,
         )
     except ValueError as e:
         raise SettingsError(f"{path}: {e}") from None

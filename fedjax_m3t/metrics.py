@@ -56,6 +56,60 @@ def macro_f1(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> flo
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def quadratic_weighted_kappa(
+    y_true: np.ndarray, y_pred: np.ndarray, min_rating: int, max_rating: int
+) -> float:
+    """Cohen's kappa with quadratic weights, as in the Kaggle ASAP evaluation.
+
+    With ratings r = min_rating..max_rating (N of them), O the N x N confusion
+    matrix of (true, predicted) counts, E the outer product of the two rating
+    histograms divided by n (the counts expected by chance) and weights
+    w_ij = (i - j)^2 / (N - 1)^2: kappa = 1 - sum(w O) / sum(w E). 1 is perfect
+    agreement, 0 chance level (a constant prediction scores exactly 0), negative
+    worse than chance. NaN when sum(w E) is 0 (no example, or every true and
+    predicted rating the same).
+
+    >>> quadratic_weighted_kappa([0, 0, 1, 1], [0, 1, 1, 1], 0, 1)
+    0.5
+
+    Args:
+      y_true: int [n] true ratings in [min_rating, max_rating].
+      y_pred: int [n] predicted ratings in [min_rating, max_rating].
+      min_rating: the lowest possible rating.
+      max_rating: the highest possible rating (> min_rating).
+
+    Returns:
+      The kappa, a float in [-1, 1], or NaN.
+
+    Raises:
+      ValueError: for max_rating <= min_rating, different lengths, or a rating that
+        is not an integer in [min_rating, max_rating].
+    """
+    if max_rating <= min_rating:
+        raise ValueError(f"Need max_rating > min_rating, got {min_rating}, {max_rating}.")
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"Need two [n] arrays, got shapes {y_true.shape}, {y_pred.shape}.")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        bad = (y != np.round(y)) | (y < min_rating) | (y > max_rating)
+        if np.any(bad):
+            raise ValueError(
+                f"{name} holds {y[bad][0]!r}, not an integer in [{min_rating}, {max_rating}]."
+            )
+    num = max_rating - min_rating + 1
+    i, j = (np.asarray(y, np.int64) - min_rating for y in (y_true, y_pred))
+    observed = np.zeros((num, num))
+    np.add.at(observed, (i, j), 1.0)
+    expected = np.outer(np.bincount(i, minlength=num), np.bincount(j, minlength=num))
+    expected = expected / max(len(i), 1)
+    r = np.arange(num)
+    weights = (r[:, None] - r[None, :]) ** 2 / (num - 1) ** 2
+    chance = float(np.sum(weights * expected))
+    if chance == 0.0:
+        return float("nan")
+    return float(1.0 - np.sum(weights * observed) / chance)
+
+
 def task_metrics(task: spec_lib.TaskSpec, prediction: np.ndarray, label: np.ndarray) -> dict:
     """Metrics of one task on the real labelled examples.
 

@@ -124,3 +124,35 @@ def test_r2_of_constant_labels_is_undefined():
     got = metrics.task_metrics(task, np.zeros(4, np.float32), label)
     assert np.isnan(got["r2"])
     assert got["rmse"] > 0
+
+
+def test_quadratic_weighted_kappa():
+    # Ratings 0..2, w_ij = (i - j)^2 / 4. O: (0,0), (1,2), (2,2), (2,1): sum w O = 2/4.
+    # Histograms [1, 1, 2] both; E = outer / 4: sum w E = (1 + 1 + 8 + 8 + 2 + 2) / 16
+    # = 22/16. Kappa = 1 - (1/2) / (22/16) = 7/11.
+    got = metrics.quadratic_weighted_kappa([0, 1, 2, 2], [0, 2, 2, 1], 0, 2)
+    np.testing.assert_allclose(got, 7 / 11, rtol=0, atol=1e-12)
+    # Perfect agreement is 1; a constant prediction is exactly chance level, 0.
+    assert metrics.quadratic_weighted_kappa([2, 5, 9], [2, 5, 9], 2, 12) == 1.0
+    np.testing.assert_allclose(
+        metrics.quadratic_weighted_kappa([0, 1, 3, 3], [2, 2, 2, 2], 0, 3), 0.0, atol=1e-12
+    )
+    # No spread anywhere: undefined.
+    assert np.isnan(metrics.quadratic_weighted_kappa([1, 1], [1, 1], 0, 3))
+    for bad in (([0, 4], [0, 1], 0, 3), ([0, 1.5], [0, 1], 0, 3), ([0], [0], 2, 2)):
+        with np.testing.assert_raises(ValueError):
+            metrics.quadratic_weighted_kappa(*bad)
+
+
+def test_quadratic_weighted_kappa_matches_sklearn():
+    try:
+        from sklearn.metrics import cohen_kappa_score  # noqa: PLC0415 - optional.
+    except ImportError:
+        return  # sklearn is not a dependency; the hand-computed test above still runs.
+    rng = np.random.default_rng(0)
+    for lo, hi in ((0, 3), (2, 12), (0, 60)):
+        y_true = rng.integers(lo, hi + 1, 200)
+        y_pred = np.clip(y_true + rng.integers(-2, 3, 200), lo, hi)
+        want = cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=np.arange(lo, hi + 1))
+        got = metrics.quadratic_weighted_kappa(y_true, y_pred, lo, hi)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)

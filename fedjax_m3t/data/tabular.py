@@ -34,7 +34,18 @@ column) into a `Federation` with the single modality 'tabular':
   * each target is a task: 'regression' (raw values, not standardised) or
     'classification' ('binary' with 2 classes, the second sorted class being 1,
     else 'multiclass' over the sorted classes). A missing target is masked for
-    that task (label_mask False); the row is kept for the other tasks.
+    that task (label_mask False); the row is kept for the other tasks;
+  * optional longitudinal records (`student_column` and `time_column`, both or
+    neither): each row stays one example with its own targets and also gets the
+    'interaction' modality, its student's earlier records at the same client as a
+    sequence of (skill id, response) steps followed by a query step for the row
+    (the mapping, the time order and the privacy rule are in
+    fedjax_m3t.data.longitudinal). The split is then by student within each
+    client: a student's records at a client are all train or all test, and a client
+    with >= 2 students keeps at least one student in each split (the fractions
+    above count students, not rows); rows without a student id split as single
+    rows. Rows without a student id or time are kept without an interaction
+    (present False) and counted in `TabularFederation.unlinked`.
 """
 
 import dataclasses
@@ -44,6 +55,7 @@ import jax
 import numpy as np
 
 from fedjax_m3t.data import federation as federation_lib
+from fedjax_m3t.data import longitudinal
 from fedjax_m3t.data import spec as spec_lib
 
 TARGET_KINDS = ("regression", "classification")
@@ -70,6 +82,9 @@ class TabularFederation:
         unless built with standardize_targets=True.
       target_stds: {regression target: train std its labels were divided by}; a
         prediction p maps back to the raw scale as p * std + mean.
+      time_values: longitudinal tables: the time points in order, as text; else ().
+      unlinked: longitudinal tables: {reason: rows kept without an interaction}
+        ('missing_student', 'missing_time'); only reasons with a row appear.
     """
 
     federation: federation_lib.Federation
@@ -82,6 +97,8 @@ class TabularFederation:
     test_rows: tuple[np.ndarray, ...]
     target_means: dict[str, float] = dataclasses.field(default_factory=dict)
     target_stds: dict[str, float] = dataclasses.field(default_factory=dict)
+    time_values: tuple[str, ...] = ()
+    unlinked: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def federation_from_dataframe(
@@ -95,6 +112,9 @@ def federation_from_dataframe(
     test_fraction: float = 0.25,
     seed: int = 0,
     standardize_targets: bool = False,
+    student_column: str | None = None,
+    time_column: str | None = None,
+    interaction_length: int = 8,
     verbose: bool = True,
 ) -> TabularFederation:
     """Builds a tabular federation with one client per value of `client_column`.
@@ -120,29 +140,48 @@ def federation_from_dataframe(
       seed: seed of the per-client train/test shuffle.
       standardize_targets: also standardise regression labels, with the same
         federated train statistics over labelled rows (default: raw values).
+      student_column: optional student id column of longitudinal records (needs
+        `time_column`).
+      time_column: optional time column (numeric, ordered Categorical, or sortable
+        values; needs `student_column`).
+      interaction_length: L, length of the interaction sequences (earlier steps
+        plus the query step) of a longitudinal table.
       verbose: print the federation's summary, the number of groups and the drops.
 
     Returns:
-      The federation and its metadata; inputs['tabular'] is float32 [clients, n, F].
+      The federation and its metadata; inputs['tabular'] is float32 [clients, n, F]
+      and, for a longitudinal table, inputs['interaction'] int32 [clients, n, L, 2].
 
     Raises:
       ValueError: naming the column or value, for a missing column, an unknown target
         kind, a non-numeric regression target or numeric feature not listed as
-        categorical, an all-missing target, a client in two groups, or an empty frame.
+        categorical, an all-missing target, a client in two groups, an empty frame,
+        or a student column without a time column (or the reverse).
     """
     feature_columns, categorical_columns = list(feature_columns), list(categorical_columns)
     _check_columns(df, client_column, feature_columns, targets, group_column, categorical_columns)
+    is_longitudinal = longitudinal.check_columns(df, student_column, time_column)
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
     df, positions, drops = _drop_rows(df, client_column, group_column)
     client_values, client = np.unique(df[client_column].to_numpy(), return_inverse=True)
     num_clients = len(client_values)
     groups = _client_groups(df, group_column, client, client_values)
-    train = _split(client, num_clients, test_fraction, seed)
+    units = longitudinal.split_units(df[student_column], client) if is_longitudinal else None
+    train = _split(client, num_clients, test_fraction, seed, units)
     x, names, means, stds = _encode_features(
         df, feature_columns, categorical_columns, client, train
     )
     tasks, labels, label_mask = _encode_targets(df, targets)
+    history = None
+    if is_longitudinal:
+        outcomes = np.stack(
+            [np.where(label_mask[t.name], labels[t.name], np.nan) for t in tasks], axis=1
+        )
+        history = longitudinal.histories(
+            df[student_column], df[time_column], client, outcomes, train,
+            length=interaction_length,
+        )  # fmt: skip
     target_means, target_stds = {}, {}
     if standardize_targets:
         labels, target_means, target_stds = _standardize_targets(
@@ -156,6 +195,15 @@ def federation_from_dataframe(
         "mask": np.ones(len(df), bool),
     }
     spec = spec_lib.DataSpec(modalities=("tabular",), tasks=tasks, tabular_features=len(names))
+    if history is not None:
+        examples["inputs"]["interaction"] = history.interaction
+        examples["present"]["interaction"] = history.present
+        spec = dataclasses.replace(
+            spec,
+            modalities=("tabular", "interaction"),
+            num_skills=history.num_skills,
+            interaction_length=interaction_length,
+        )
     train_data, train_rows = _stack(examples, client, train, num_clients, positions)
     test_data, test_rows = _stack(examples, client, ~train, num_clients, positions)
     federation = federation_lib.Federation(
@@ -175,6 +223,8 @@ def federation_from_dataframe(
         test_rows=test_rows,
         target_means=target_means,
         target_stds=target_stds,
+        time_values=history.time_values if history else (),
+        unlinked=history.unlinked if history else {},
     )
     if verbose:
         print(describe(result, group_column), flush=True)
@@ -190,6 +240,12 @@ def describe(tab: TabularFederation, group_column: str | None = None) -> str:
     dropped = ", ".join(f"{k}: {v}" for k, v in tab.drops.items()) or "none"
     lines.append(f"  rows dropped: {dropped}")
     lines.append(f"  features ({len(tab.feature_names)}): {', '.join(tab.feature_names)}")
+    if tab.time_values:
+        unlinked = ", ".join(f"{k}: {v}" for k, v in tab.unlinked.items()) or "none"
+        lines.append(
+            f"  longitudinal: time points {', '.join(tab.time_values)}; rows without "
+            f"history (kept): {unlinked}"
+        )
     return "\n".join(lines)
 
 
@@ -262,19 +318,26 @@ def _client_groups(df, group_column, client, client_values) -> tuple[str, ...]:
     return tuple(_format(group_values[g]) for g in pairs[:, 1])
 
 
-def _split(client: np.ndarray, num_clients: int, test_fraction: float, seed: int) -> np.ndarray:
-    """bool [N], True for train rows: a seeded shuffle within each client.
+def _split(client, num_clients, test_fraction, seed, units=None) -> np.ndarray:
+    """bool [N], True for train rows: a seeded shuffle of units within each client.
 
-    A client of n >= 2 rows gets round(test_fraction * n) test rows, clipped to
-    [1, n - 1] when test_fraction > 0; a 1-row client keeps its row in train.
+    A unit is a row, or (longitudinal) all rows of one student at one client:
+    int64 `units` [N] in 0..U-1. A client of n >= 2 units gets
+    round(test_fraction * n) test units, clipped to [1, n - 1] when test_fraction >
+    0; a 1-unit client keeps its unit in train.
     """
-    n = np.bincount(client, minlength=num_clients)
+    if units is None:
+        units = np.arange(len(client))
+    unit_client = np.zeros(int(units.max()) + 1, np.int64)
+    unit_client[units] = client
+    n = np.bincount(unit_client, minlength=num_clients)
     num_test = np.floor(test_fraction * n + 0.5).astype(np.int64)
     if test_fraction > 0:
         num_test = np.clip(num_test, 1, np.maximum(n - 1, 1))
     num_test = np.where(n >= 2, num_test, 0)
-    rank = _rank_within(client, np.random.default_rng(seed).random(len(client)), num_clients)
-    return rank >= num_test[client]
+    key = np.random.default_rng(seed).random(len(unit_client))
+    rank = _rank_within(unit_client, key, num_clients)
+    return (rank >= num_test[unit_client])[units]
 
 
 def _rank_within(client: np.ndarray, key: np.ndarray, num_clients: int) -> np.ndarray:

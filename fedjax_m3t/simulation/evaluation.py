@@ -76,6 +76,8 @@ def predict(
         raise ValueError("predict(client_states=...) needs the policy that defines local leaves.")
     if client_states is not None and not jax.tree.leaves(client_states):
         client_states = None  # No local modules: every client's view is the global model.
+    # Without client states the policy plays no part: one compiled function serves all.
+    policy = policy if client_states is not None else None
     return jax.device_get(_predict_fn(model, policy, chunk_size)(params, client_states, data))
 
 

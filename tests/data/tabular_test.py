@@ -258,5 +258,154 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
         self.assertIn("missing_client: 1", text)
 
 
+def _records() -> pd.DataFrame:
+    """9 longitudinal records (years 2019-2021) of students at schools 1 and 2.
+
+    Student 'a' has three records at school 1 (listed out of time order, the 2020
+    one without 'y') and one at school 2 (a change of school); row 6 has no student
+    id and row 7 no year.
+    """
+    return pd.DataFrame(
+        {
+            "school": [1, 1, 1, 1, 1, 2, 2, 2, 2],
+            "sid": ["a", "a", "b", "a", "b", "a", None, "c", "c"],
+            "year": [2021, 2019, 2019, 2020, 2020, 2021, 2019, NAN, 2020],
+            "x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "y": [3.0, 1.0, 2.0, NAN, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "c": ["q", "p", "q", "q", "p", "p", "q", "p", "q"],
+        }
+    )
+
+
+def _build_records(df=None, **kwargs) -> tabular.TabularFederation:
+    args = dict(
+        client_column="school",
+        feature_columns=["x"],
+        targets={"y": "regression", "c": "classification"},
+        student_column="sid",
+        time_column="year",
+        test_fraction=0.0,
+        interaction_length=5,
+        verbose=False,
+    )
+    args.update(kwargs)
+    return tabular.federation_from_dataframe(_records() if df is None else df, **args)
+
+
+class LongitudinalTest(chex.TestCase, parameterized.TestCase):
+    def test_sequences_equal_hand_built_ones(self):
+        tab = _build_records()
+        fed = tab.federation
+        self.assertEqual(fed.spec.modalities, ("tabular", "interaction"))
+        # K = 2 targets (y, c), T = 3 years, B = 4 levels: blocks of B + 1 = 5 ids;
+        # skill(k, t, level) = 1 + (k * 3 + t) * 5 + level, query(t) = 1 + 2*3*5 + t.
+        self.assertEqual((fed.spec.num_skills, fed.spec.interaction_length), (33, 5))
+        self.assertEqual(tab.time_values, ("2019", "2020", "2021"))
+        self.assertEqual(tab.unlinked, {"missing_student": 1, "missing_time": 1})
+        # Standings within each year among the train labels (all rows train here):
+        #   y 2019 ref [1, 2, 6]: row 1 (v=1) u=1/6 -> level 0, resp 0;
+        #                         row 2 (v=2) u=3/6 -> level 2, resp 0 (not above).
+        #   y 2020 ref [4, 8]: row 4 (v=4) u=1/4 -> level 1, resp 0; row 3 missing.
+        #   c (p=0, q=1) 2019 ref [0, 1, 1]: row 1 (p) u=1/6 -> 0, 0; row 2 (q) u=4/6 -> 2, 1.
+        #   c 2020 ref [1, 0, 1]: row 3 (q) u=4/6 -> level 2, resp 1; row 4 (p) -> 0, 0.
+        a19 = [[1, 0], [16, 0]]  # y: 1 + 0 + 0;  c: 1 + 3*5 + 0.
+        a20 = [[10, 2], [23, 1]]  # y missing: 1 + 5 + 4;  c: 1 + (3+1)*5 + 2.
+        b19 = [[3, 0], [18, 1]]  # y: 1 + 0 + 2;  c: 1 + 15 + 2.
+        pad = [[0, 0]]
+        school1 = [
+            a19 + a20 + [[33, 2]],  # row 0, a 2021: 2019 then 2020, then its query.
+            pad * 4 + [[31, 2]],  # row 1, a 2019: no earlier record, only the query.
+            pad * 4 + [[31, 2]],  # row 2, b 2019.
+            pad * 2 + a19 + [[32, 2]],  # row 3, a 2020.
+            pad * 2 + b19 + [[32, 2]],  # row 4, b 2020.
+        ]
+        school2 = [
+            pad * 4 + [[33, 2]],  # row 5, a at school 2: school 1's records are not held.
+            pad * 5,  # row 6: no student id, no interaction.
+            pad * 5,  # row 7: no year, no interaction (and in nobody's history).
+            pad * 4 + [[32, 2]],  # row 8, c 2020: its record without a year is skipped.
+        ]
+        x = fed.train["inputs"]["interaction"]
+        np.testing.assert_array_equal(x[0, :5], school1)
+        np.testing.assert_array_equal(x[1, :4], school2)
+        np.testing.assert_array_equal(
+            fed.train["present"]["interaction"], [[1, 1, 1, 1, 1], [1, 0, 0, 1, 0]]
+        )
+        np.testing.assert_array_equal(fed.train["present"]["tabular"][1], [1, 1, 1, 1, 0])
+        # Each row keeps its own targets.
+        np.testing.assert_array_equal(fed.train["labels"]["y"][0], [3, 1, 2, 0, 4])
+        np.testing.assert_array_equal(fed.train["label_mask"]["y"][0], [1, 1, 1, 0, 1])
+
+    def test_history_keeps_the_most_recent_records(self):
+        # L = 3 leaves room for floor((3 - 1) / 2) = 1 earlier record: row 0 keeps 2020.
+        x = _build_records(interaction_length=3).federation.train["inputs"]["interaction"]
+        np.testing.assert_array_equal(x[0, 0], [[10, 2], [23, 1], [33, 2]])
+        with self.assertRaisesRegex(ValueError, "interaction_length=2 .* must be >= 3"):
+            _build_records(interaction_length=2)
+
+    def test_students_stay_in_one_split(self):
+        rng = np.random.default_rng(0)
+        students = np.repeat(np.arange(40), 3)  # 40 students, 3 years each.
+        df = pd.DataFrame(
+            {
+                "school": students % 4,
+                "sid": students.astype(float),
+                "year": np.tile([1, 2, 3], 40),
+                "x": rng.normal(size=120),
+                "y": rng.normal(size=120),
+            }
+        )
+        df.loc[[0, 1], "sid"] = NAN  # Student 0's first two rows lose their id.
+        tab = tabular.federation_from_dataframe(
+            df, client_column="school", feature_columns=["x"], targets={"y": "regression"},
+            student_column="sid", time_column="year", test_fraction=0.25, verbose=False,
+        )  # fmt: skip
+        self.assertEqual(tab.unlinked, {"missing_student": 2})
+        train = np.concatenate(tab.train_rows)
+        test = np.concatenate(tab.test_rows)
+        in_train = set(df.sid[train].dropna())
+        in_test = set(df.sid[test].dropna())
+        self.assertEqual(in_train & in_test, set())  # No student in both splits.
+        self.assertLen(in_train | in_test, 40)
+        # School 0 has 10 students + student 0's 2 id-less rows as their own units:
+        # 12 units -> round(3) = 3 test units; schools 1-3: 10 students -> round(2.5) = 3.
+        units = [len(set(df.sid[r].dropna())) + int(df.sid[r].isna().sum()) for r in tab.test_rows]
+        self.assertEqual(units, [3, 3, 3, 3])
+
+    def test_time_as_ordered_categorical_or_text(self):
+        df = _records().assign(year=["2", "K", "K", "1", "1", "2", "K", None, "1"])
+        self.assertEqual(_build_records(df).time_values, ("1", "2", "K"))  # Sorted as text.
+        df["year"] = pd.Categorical(df.year, categories=["K", "1", "2"], ordered=True)
+        tab = _build_records(df)
+        self.assertEqual(tab.time_values, ("K", "1", "2"))
+        # Same order as the years 2019 < 2020 < 2021, so the same sequences.
+        np.testing.assert_array_equal(
+            tab.federation.train["inputs"]["interaction"],
+            _build_records().federation.train["inputs"]["interaction"],
+        )
+
+    @parameterized.named_parameters(
+        ("student_only", dict(time_column=None), "student_column='sid' needs time_column"),
+        ("time_only", dict(student_column=None), "time_column='year' needs student_column"),
+        ("missing_student", dict(student_column="pupil"), "'pupil' \\(student_column\\)"),
+        ("missing_time", dict(time_column="grade"), "'grade' \\(time_column\\)"),
+    )
+    def test_longitudinal_errors_name_the_column(self, kwargs, message):
+        with self.assertRaisesRegex(ValueError, message):
+            _build_records(**kwargs)
+
+    def test_without_student_column_nothing_changes(self):
+        tab = _build_records(student_column=None, time_column=None)
+        self.assertEqual(tab.federation.spec.modalities, ("tabular",))
+        self.assertEqual((tab.time_values, tab.unlinked), ((), {}))
+
+    def test_verbose_reports_rows_without_history(self):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            _build_records(verbose=True)
+        self.assertIn("time points 2019, 2020, 2021", out.getvalue())
+        self.assertIn("missing_student: 1, missing_time: 1", out.getvalue())
+
+
 if __name__ == "__main__":
     absltest.main()

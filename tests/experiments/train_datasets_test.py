@@ -65,3 +65,19 @@ def test_auto_text_encoding_is_frozen_minilm_when_installed(monkeypatch, tmp_pat
     assert train_lib.text_encoding({**settings, "text_encoder": "minilm"}).kind == "wordpiece"
     monkeypatch.setattr(text, "minilm_available", lambda: False)
     assert train_lib.text_encoding(settings).kind == "hash"
+
+
+def test_strict_stops_at_a_malformed_row_that_is_otherwise_skipped(tmp_path):
+    from fedjax_m3t.data.formats import assistments
+
+    path = assistments.write_assistments2009(tmp_path / "manual", num_schools=2, seed=0)
+    with open(path, "a", encoding="latin-1") as f:
+        f.write("1,2,3\n")
+    lines = sum(1 for _ in open(path, encoding="latin-1"))
+    settings = tiny_settings(
+        None, dataset="assistments2009", manual_dir=str(tmp_path / "manual"), cohort_size=2
+    )
+    with pytest.raises(train_lib.SettingsError, match=f"line {lines}: malformed row"):
+        train_lib.build_federation({**settings, "data_dir": str(tmp_path / "a"), "strict": True})
+    fed = train_lib.build_federation({**settings, "data_dir": str(tmp_path / "b")})
+    assert fed.num_clients == 2

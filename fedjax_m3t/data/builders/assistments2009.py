@@ -68,8 +68,16 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
     or the directory given as `tfds.download.DownloadConfig(manual_dir=...)`.
     """
 
-    def __init__(self, *, file_format: str | None = "array_record", **kwargs):
-        """As tfds.core.GeneratorBasedBuilder, but writing array_record by default."""
+    def __init__(self, *, strict: bool = False, file_format: str | None = "array_record", **kwargs):
+        """As tfds.core.GeneratorBasedBuilder, but writing array_record by default.
+
+        Args:
+          strict: make the reader raise on the first malformed row (default: skip
+            and report it).
+          file_format: TFDS file format.
+          **kwargs: for tfds.core.GeneratorBasedBuilder (data_dir, ...).
+        """
+        self.strict = strict
         super().__init__(file_format=file_format, **kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -99,7 +107,7 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(path)}
 
     def _generate_examples(self, path: pathlib.Path):
-        df = assistments.read_assistments2009(path)
+        df = assistments.read_assistments2009(path, strict=self.strict)
         windows = assistments.sequences(
             df, length=INTERACTION_LENGTH, max_per_student=MAX_WINDOWS_PER_STUDENT
         )
@@ -118,6 +126,7 @@ def federation_from_builder(
     partition: str = "natural",
     num_clients: int = 16,
     alpha: float | None = None,
+    strict: bool = False,
 ) -> federation_lib.Federation:
     """A federation of schools from the built ASSISTments windows.
 
@@ -136,6 +145,7 @@ def federation_from_builder(
         'dirichlet' (num_clients clients with Dirichlet(alpha) skew of the label).
       num_clients: clients for partition='dirichlet'.
       alpha: Dirichlet concentration for partition='dirichlet' (None: IID).
+      strict: for a data_dir, the builder's reader raises on a malformed row.
 
     Returns:
       A Federation with DataSpec(modalities=('interaction',), tasks=(correct: binary,),
@@ -147,7 +157,7 @@ def federation_from_builder(
         for an unknown partition.
     """
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        builder = Assistments2009(data_dir=os.fspath(builder))
+        builder = Assistments2009(data_dir=os.fspath(builder), strict=strict)
         if not builder.is_prepared():
             common.prepare(builder, manual_dir=manual_dir)
     data = common.read_all(builder)

@@ -26,6 +26,10 @@ from collections.abc import Sequence
 # Dataset name (as experiments.train's --dataset) -> (format module, writer function).
 WRITERS = {
     "assistments2009": ("assistments", "write_assistments2009"),
+    "ednet_kt1": ("ednet", "write_ednet_kt1"),
+    "asap_aes": ("asap", "write_asap_aes"),
+    "oulad": ("oulad", "write_oulad"),
+    "scienceqa": ("scienceqa", "write_scienceqa"),
 }
 
 

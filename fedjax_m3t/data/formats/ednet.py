@@ -1,0 +1,556 @@
+# Copyright 2026 The fedjax_m3t Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""EdNet KT1 (TOEIC question-solving logs): a generator and a streaming reader.
+
+The real data is EdNet-KT1 of the riiid/ednet repository (https://github.com/riiid/ednet,
+CC BY-NC 4.0): a directory `KT1/` with one file `u{user_id}.csv` per user (784,309 of
+them, 5.6 GB unzipped), and the contents table `contents/questions.csv`. Both are
+comma-separated with a header row and ASCII (read as utf-8). A user file has the
+columns COLUMNS: `timestamp` (Unix ms, shifted by a fixed offset in the release),
+`solving_id` (1, 2, ... one per bundle solved), `question_id` (`q123`), `user_answer`
+(`a`-`d`) and `elapsed_time` (ms, the same for every question of a bundle); rows are in
+time order. questions.csv has QUESTION_COLUMNS: `part` is the TOEIC part 1-7 and `tags`
+a `;`-separated list of integer tags. Questions come in bundles (1-5 questions sharing a
+passage, picture or audio; `bundle_id`) that are solved together.
+
+EdNet has NO school or class field. The institution of this library's natural partition
+is the learner's start cohort: the calendar month (UTC) of the user's first timestamp,
+"users who started in the same month" (`start_month`, YYYYMM; client names '2018-03').
+The release shifts timestamps by a fixed offset, so months are cohorts of the shifted
+clock: who started together, and the cohorts' order and spacing, are real; where the
+month boundaries fall is not.
+
+`write_ednet_kt1` writes a directory of the same layout from a seeded latent-student
+model, so the pipeline is tested end to end without the real data:
+
+  Questions: for each part 1-7, `questions_per_part` questions in bundles (parts 1, 2
+  and 5: one question per bundle; parts 3, 4, 6 and 7: 2-4), consecutive question ids
+  within a bundle, bundle_id = explanation_id number. `num_tags` tags with scattered ids
+  in 1..300 are dealt round-robin to the 7 parts; a question's FIRST tag is drawn from
+  its part's tags (the skill), followed by 0-3 other tags. Each first tag k has BKT
+  parameters learn_k ~ U(0.02, 0.1) (TOEIC skills are learned slowly), guess_k ~
+  U(0.1, 0.3), slip_k ~ U(0.05, 0.15) and a difficulty d_k ~ N(0, 1). correct_answer
+  is uniform over the part's choices (a-c for part 2, a-d otherwise).
+  Centre c (a latent school or tutoring centre): ability mean m_c ~ N(0, 0.7^2), a
+  lognormal number of students (mean `students_per_centre`, sigma 0.5, at least 2), a
+  curriculum (a random 3-7 of the parts) and a start month M_c (distinct months between
+  2017-05 and 2019-11): its students start at uniform times within M_c, so start cohorts
+  are centres and the natural partition is non-IID.
+  Student i: ability a_i = m_c + N(0, 1); 8-25 bundles, practised in sprints of 3-8
+  bundles of one curriculum part. Per tag the student starts mastered with probability
+  sigmoid(a_i - d_k); an unmastered student answers right with probability guess_k, a
+  mastered one with 1 - slip_k, and after every question an unmastered student learns
+  the tag with probability learn_k (mastery grows with practice). A wrong answer is a
+  uniform wrong choice. Bundles are minutes apart (exponential, mean 5 min) or, with
+  probability 0.1, 1-5 days; the questions of a bundle 0.3-1.5 s apart.
+  Quirks, about 5% of the rows: 3% have an empty user_answer (a skipped question); 1%
+  name a question_id that is not in questions.csv; 0.5% have an empty (bad) timestamp;
+  and about 2% of the questions (at least one) have tags `-1` (no tag; answered right
+  with probability 0.5).
+
+`read_ednet_kt1` reads such a directory (real or generated) one user file at a time;
+see its docstring for how each quirk is handled. Knowledge-tracing windows are cut by
+`fedjax_m3t.data.formats.assistments.sequences` (see builders/ednet_kt1.py).
+"""
+
+import csv
+import math
+import os
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+
+KT1_DIR = "KT1"
+QUESTIONS_FILE = "contents/questions.csv"
+FILE_NAMES = (QUESTIONS_FILE, KT1_DIR + "/u{user_id}.csv")
+ENCODING = "utf-8"
+DOWNLOAD_PAGE = (
+    "the riiid/ednet repository (https://github.com/riiid/ednet): EdNet-KT1 from "
+    "http://bit.ly/ednet-kt1 and the contents from http://bit.ly/ednet-content"
+)
+COLUMNS = ("timestamp", "solving_id", "question_id", "user_answer", "elapsed_time")
+QUESTION_COLUMNS = (
+    "question_id", "bundle_id", "explanation_id", "correct_answer", "part", "tags",
+    "deployed_at",
+)  # fmt: skip
+FRAME_COLUMNS = (
+    "user_id", "order_id", "timestamp", "question_id", "tag", "part", "correct", "start_month",
+)  # fmt: skip
+# The frame's dtypes: compact, as the full KT1 has 95 million rows.
+_DTYPES = {
+    "user_id": np.int64, "order_id": np.int32, "timestamp": np.int64, "question_id": np.int32,
+    "tag": np.int32, "part": np.int8, "correct": np.int8, "start_month": np.int32,
+}  # fmt: skip
+_CHUNK = 4096
+_USER_FILE = re.compile(r"u(\d+)\.csv")
+_QUESTION = re.compile(r"q(\d+)")
+_ANSWERS = {"": 0, "a": 1, "b": 2, "c": 3, "d": 4}  # 0 = empty (skipped).
+_MAX_TIMESTAMP = 4_102_444_800_000  # 2100-01-01 in Unix ms; valid timestamps are in [1, this).
+_NO_TAG = -1  # The tag of a question with none.
+
+# Generator constants (see the module docstring).
+_SCHOOL_ABILITY_SD = 0.7
+_SIZE_SIGMA = 0.5
+_SINGLE_PARTS = (1, 2, 5)
+_BUNDLES_PER_STUDENT = (8, 25)
+_SPRINT = (3, 8)
+_EMPTY_ANSWER, _UNKNOWN_QUESTION, _BAD_TIMESTAMP = 0.03, 0.01, 0.005
+_NO_TAG_QUESTIONS = 0.02
+_LEARN, _GUESS, _SLIP = (0.02, 0.1), (0.1, 0.3), (0.05, 0.15)
+_FIRST_MONTH, _NUM_MONTHS = (2017, 5), 31  # 2017-05 .. 2019-11.
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def write_ednet_kt1(
+    directory: str | os.PathLike,
+    *,
+    num_centres: int = 6,
+    students_per_centre: int = 30,
+    questions_per_part: int = 24,
+    num_tags: int = 28,
+    seed: int = 0,
+) -> pathlib.Path:
+    """Writes a synthetic EdNet KT1 directory (`KT1/u*.csv`, `contents/questions.csv`).
+
+    See the module docstring for the generative model and the quirks reproduced.
+
+    >>> import tempfile
+    >>> root = write_ednet_kt1(tempfile.mkdtemp(), num_centres=2, students_per_centre=3)
+    >>> sorted(p.name for p in root.iterdir())
+    ['KT1', 'contents']
+    >>> read_ednet_kt1(root, verbose=False).columns.tolist()[:3]
+    ['user_id', 'order_id', 'timestamp']
+
+    Args:
+      directory: the root to write into (created if missing).
+      num_centres: latent centres, each with its own start month (at most 31).
+      students_per_centre: mean students per centre (lognormal sizes, at least 2).
+      questions_per_part: questions of each of the 7 parts (at least 4).
+      num_tags: distinct tags (7 to 300).
+      seed: the only source of randomness.
+
+    Returns:
+      `directory` as a Path.
+
+    Raises:
+      ValueError: for num_centres outside [1, 31], questions_per_part < 4 or num_tags
+        outside [7, 300].
+    """
+    if not (1 <= num_centres <= _NUM_MONTHS and questions_per_part >= 4 and 7 <= num_tags <= 300):
+        raise ValueError(
+            f"Need 1 <= num_centres <= {_NUM_MONTHS}, questions_per_part >= 4 and "
+            f"7 <= num_tags <= 300; got {num_centres}, {questions_per_part}, {num_tags}."
+        )
+    rng = np.random.default_rng(seed)
+    root = pathlib.Path(directory)
+    questions, tags = _draw_questions(rng, questions_per_part, num_tags)
+    _write_csv(root / QUESTIONS_FILE, QUESTION_COLUMNS, questions["rows"])
+    months = np.sort(rng.choice(_NUM_MONTHS, size=num_centres, replace=False))
+    mean_log = math.log(students_per_centre) - _SIZE_SIGMA**2 / 2
+    num_students = [max(2, round(rng.lognormal(mean_log, _SIZE_SIGMA))) for _ in range(num_centres)]
+    user_ids = rng.choice(np.arange(1, 900_000), size=sum(num_students), replace=False)
+    unknown = int(questions["max_id"]) + 1000  # Retired questions: ids above every real one.
+    u = 0
+    for c in range(num_centres):
+        centre = {
+            "ability": _SCHOOL_ABILITY_SD * rng.normal(),
+            "parts": rng.choice(np.arange(1, 8), size=rng.integers(3, 8), replace=False),
+            "month": months[c],
+        }
+        for _ in range(num_students[c]):
+            rows = _student_rows(rng, questions, tags, centre, unknown)
+            _write_csv(root / KT1_DIR / f"u{user_ids[u]}.csv", COLUMNS, rows)
+            u += 1
+    return root
+
+
+def _write_csv(path: pathlib.Path, header: tuple[str, ...], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding=ENCODING, newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _draw_questions(rng: np.random.Generator, per_part: int, num_tags: int) -> tuple[dict, dict]:
+    """The questions table (rows, and per part the bundles) and the tags' BKT parameters."""
+    tag_ids = np.sort(rng.choice(np.arange(1, 301), size=num_tags, replace=False))
+    dealt = tag_ids[rng.permutation(num_tags)]
+    part_tags = {p: dealt[p - 1 :: 7] for p in range(1, 8)}
+    tags = {
+        int(t): {
+            "learn": rng.uniform(*_LEARN),
+            "guess": rng.uniform(*_GUESS),
+            "slip": rng.uniform(*_SLIP),
+            "difficulty": rng.normal(),
+        }
+        for t in tag_ids
+    }
+    rows, bundles, qid, bid = [], {p: [] for p in range(1, 8)}, int(rng.integers(1, 500)), 1
+    total = 7 * per_part
+    no_tag = set(rng.choice(total, size=max(1, round(_NO_TAG_QUESTIONS * total)), replace=False))
+    for p in range(1, 8):
+        made = 0
+        while made < per_part:
+            size = 1 if p in _SINGLE_PARTS else int(min(rng.integers(2, 5), per_part - made))
+            bundle = []
+            for _ in range(size):
+                first = int(rng.choice(part_tags[p]))
+                others = rng.choice(
+                    tag_ids[tag_ids != first], size=rng.integers(0, 4), replace=False
+                )
+                tag_text = ";".join(str(t) for t in [first, *others])
+                if len(rows) in no_tag:
+                    first, tag_text = None, "-1"
+                answer = "abcd"[rng.integers(3 if p == 2 else 4)]
+                deployed = 1_490_000_000_000 + int(rng.integers(0, 10**10))
+                rows.append([f"q{qid}", f"b{bid}", f"e{bid}", answer, p, tag_text, deployed])
+                bundle.append((qid, first, answer))
+                qid += 1
+            bundles[p].append(bundle)
+            made += size
+            qid, bid = qid + int(rng.integers(0, 3)), bid + int(rng.integers(1, 3))
+    return {"rows": rows, "bundles": bundles, "max_id": qid}, tags
+
+
+def _month_start_ms(month: int) -> tuple[int, int]:
+    """(first ms, length in ms) of month number `month` after _FIRST_MONTH."""
+    m = (_FIRST_MONTH[0] - 1970) * 12 + _FIRST_MONTH[1] - 1 + int(month)
+    start = np.datetime64(m, "M").astype("datetime64[ms]").astype(np.int64)
+    end = np.datetime64(m + 1, "M").astype("datetime64[ms]").astype(np.int64)
+    return int(start), int(end - start)
+
+
+def _student_rows(
+    rng: np.random.Generator, questions: dict, tags: dict, centre: dict, unknown: int
+) -> list[list]:
+    """One student's KT1 rows, in time order, quirks included."""
+    ability = centre["ability"] + rng.normal()
+    start, length = _month_start_ms(centre["month"])
+    time = start + int(rng.integers(0, length))
+    mastered, rows, solving_id = {}, [], 0
+    left = int(rng.integers(*_BUNDLES_PER_STUDENT, endpoint=True))
+    while left > 0:
+        part = int(rng.choice(centre["parts"]))
+        for _ in range(min(left, int(rng.integers(*_SPRINT, endpoint=True)))):
+            bundle = questions["bundles"][part][rng.integers(len(questions["bundles"][part]))]
+            solving_id += 1
+            left -= 1
+            elapsed = 1000 * int(rng.integers(10, 30) * len(bundle))
+            for qid, tag, answer in bundle:
+                rows.append(_answer_row(rng, tags, mastered, ability, tag, answer, part))
+                rows[-1][:3] = [time, solving_id, f"q{qid}"]
+                rows[-1][4] = elapsed
+                time += int(rng.integers(300, 1500))
+            gap = rng.uniform(1, 5) * 86_400_000 if rng.random() < 0.1 else rng.exponential(3e5)
+            time += int(gap)
+    for row in rows:  # Quirks.
+        r = rng.random()
+        if r < _EMPTY_ANSWER:
+            row[3] = ""
+        elif r < _EMPTY_ANSWER + _UNKNOWN_QUESTION:
+            row[2] = f"q{unknown + int(rng.integers(100))}"
+        elif r < _EMPTY_ANSWER + _UNKNOWN_QUESTION + _BAD_TIMESTAMP:
+            row[0] = ""
+    return rows
+
+
+def _answer_row(
+    rng: np.random.Generator,
+    tags: dict,
+    mastered: dict,
+    ability: float,
+    tag: int | None,
+    answer: str,
+    part: int,
+) -> list:
+    """[timestamp, solving_id, question_id, user_answer, elapsed_time] with the answer set.
+
+    Updates the student's mastery of `tag` (BKT); a question with no tag is a coin flip.
+    """
+    if tag is None:
+        right = rng.random() < 0.5
+    else:
+        bkt = tags[tag]
+        if tag not in mastered:
+            mastered[tag] = rng.random() < _sigmoid(ability - bkt["difficulty"])
+        right = rng.random() < (1 - bkt["slip"] if mastered[tag] else bkt["guess"])
+        mastered[tag] = mastered[tag] or rng.random() < bkt["learn"]
+    choices = "abc" if part == 2 else "abcd"
+    given = answer if right else rng.choice([c for c in choices if c != answer])
+    return [None, None, None, str(given), None]
+
+
+def read_ednet_kt1(
+    path: str | os.PathLike,
+    *,
+    max_users: int | None = None,
+    strict: bool = False,
+    verbose: bool = True,
+    progress_every: int = 10_000,
+) -> pd.DataFrame:
+    """Reads an EdNet KT1 directory one user file at a time, handling its quirks.
+
+    Streaming: the user files are read one by one into compact arrays (34 bytes per
+    kept row, merged every few thousand users). The full KT1, about 95 million rows,
+    needs about 3.5 GB; at the 8 us per row measured on generated files that is
+    roughly 15-20 minutes of one core, plus the file system's time for 784,309 files.
+    To build a subset, pass `max_users=N`: the first N user files in sorted FILE-NAME
+    order (string order: 'u1.csv' < 'u10.csv' < 'u2.csv').
+
+    What is done with each quirk (DATA.md; where the real files disagree, trust them):
+      * an empty `user_answer` (a question of a bundle submitted without a response)
+        is kept and counted WRONG, as `user_answer == correct_answer` says: the
+        learner saw the question and did not answer it right (attrs['empty_answers']);
+      * a question whose `tags` is `-1` or empty has no skill: its rows are dropped
+        and counted (attrs['no_tag_rows']);
+      * the skill (column `tag`) is the FIRST of a question's tags;
+      * a malformed user-file row (a field count that differs from the header's, a
+        `timestamp` that is not an integer in [1, 2100-01-01 in ms), a non-integer
+        `solving_id` or `elapsed_time`, a `question_id` not of the form q<integer> or
+        NOT IN questions.csv, a `user_answer` other than a-d or empty) and a malformed
+        questions.csv row (field count, question_id, a `correct_answer` other than a-d,
+        a `part` outside 1-7, `tags` that are not `;`-separated integers, a repeated
+        question_id) are skipped; (file relative to the root, physical line number
+        (1 = the header), reason) is kept in attrs['malformed'] and summarised on
+        stdout; with strict=True the first one raises instead;
+      * each user's rows are put in (timestamp, line) order; `order_id` is the rank
+        in that order (0, 1, ...);
+      * `start_month` (the start cohort, EdNet having no school field) is the UTC
+        calendar month, as YYYYMM, of the user's earliest timestamp among the user's
+        well-formed rows (no-tag rows included).
+
+    Args:
+      path: the root directory holding `KT1/` and `contents/questions.csv`.
+      max_users: read only the first this many user files (file-name order); None = all.
+      strict: raise on the first malformed row instead of skipping it.
+      verbose: print progress every `progress_every` user files and a summary.
+      progress_every: user files between progress lines.
+
+    Returns:
+      A DataFrame with FRAME_COLUMNS: user_id (int64, from the file name), order_id
+      (int32), timestamp (int64, ms), question_id (int32, the integer of q<integer>),
+      tag (int32, the question's first tag), part (int8, 1-7), correct (int8, 0/1),
+      start_month (int32, YYYYMM); users in file-name order (not re-sorted, to
+      stream), each user's rows by order_id; index 0..n-1. attrs holds 'path',
+      'user_files' (read), 'rows' (data rows read from them), 'empty_answers',
+      'no_tag_rows' and 'malformed' (a list of (file, line, reason)).
+
+    Raises:
+      FileNotFoundError: naming the expected file (or directory) and the download page.
+      ValueError: naming the column and the file if a column is missing; naming the
+        file and ENCODING if a file is not utf-8; (strict=True) naming the file and
+        line of the first malformed row; for max_users < 1.
+    """
+    root = pathlib.Path(path)
+    if max_users is not None and max_users < 1:
+        raise ValueError(f"max_users must be >= 1 or None, got {max_users}.")
+    lookup, malformed = _read_questions(root, strict)
+    names = _user_files(root, max_users)
+    state = {"rows": 0, "empty_answers": 0, "no_tag_rows": 0, "malformed": malformed}
+    chunks, pending = [], []  # Per-user arrays are merged every _CHUNK users.
+    for i, name in enumerate(names, 1):
+        pending.append(_read_user(root, name, lookup, strict, state))
+        if len(pending) == _CHUNK:
+            chunks.append(_concat(pending))
+            pending = []
+        if verbose and i % progress_every == 0:
+            print(f"EdNet KT1: {i}/{len(names)} user files read, {state['rows']} rows")
+    df = pd.DataFrame(_concat(chunks + pending))
+    df.attrs = {"path": str(root), "user_files": len(names), **state}
+    if verbose:
+        _print_summary(df)
+    return df
+
+
+def _concat(parts: list[dict]) -> dict:
+    return {c: np.concatenate([p[c] for p in parts]).astype(dtype) for c, dtype in _DTYPES.items()}
+
+
+def _missing(root: pathlib.Path, name: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"No EdNet file {name} under {root}. Get the files from {DOWNLOAD_PAGE}; unzip "
+        f"them so that the root holds {FILE_NAMES[1]} (one file per user) and "
+        f"{QUESTIONS_FILE}, and pass the root (or use it as the manual directory)."
+    )
+
+
+def _user_files(root: pathlib.Path, max_users: int | None) -> list[str]:
+    """The user file names in sorted order, the first max_users of them."""
+    kt1 = root / KT1_DIR
+    if not kt1.is_dir():
+        raise _missing(root, FILE_NAMES[1])
+    with os.scandir(kt1) as entries:
+        names = sorted(e.name for e in entries if _USER_FILE.fullmatch(e.name))
+    if not names:
+        raise _missing(root, FILE_NAMES[1])
+    return names[:max_users]
+
+
+def _records(path: pathlib.Path, root: pathlib.Path, columns: tuple[str, ...]):
+    """Yields ({column: index}, header width) of a file, then (line number, fields) per row.
+
+    Errors name the file: a missing column, or bytes that are not ENCODING anywhere in it.
+    """
+    try:
+        with open(path, encoding=ENCODING, newline="") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            for column in columns:
+                if column not in header:
+                    raise ValueError(
+                        f"{path}: the header has no column {column!r} (needed: {columns}); "
+                        f"is this an EdNet file ({path.relative_to(root)})?"
+                    )
+            yield {c: header.index(c) for c in columns}, len(header)
+            for fields in reader:
+                yield reader.line_num, fields
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not {ENCODING} ({e.reason} at byte {e.start} of a block); EdNet files "
+            f"are {ENCODING} (ASCII). Was the file re-encoded?"
+        ) from e
+
+
+def _skip(state_malformed: list, where: str, line: int, reason: str, strict: bool) -> None:
+    if strict:
+        raise ValueError(f"{where}, line {line}: malformed row ({reason}).")
+    state_malformed.append((where, line, reason))
+
+
+def _read_questions(root: pathlib.Path, strict: bool) -> tuple[dict, list]:
+    """({question number: (first tag or _NO_TAG, part, answer code)}, malformed rows)."""
+    path = root / QUESTIONS_FILE
+    if not path.is_file():
+        raise _missing(root, QUESTIONS_FILE)
+    lookup, malformed = {}, []
+    records = _records(path, root, QUESTION_COLUMNS)
+    index, width = next(records)
+    for line, fields in records:
+        reason, value = _parse_question(fields, width, index, lookup)
+        if reason is None:
+            lookup[value[0]] = value[1:]
+        else:
+            _skip(malformed, QUESTIONS_FILE, line, reason, strict)
+    return lookup, malformed
+
+
+def _parse_question(fields: list[str], width: int, index: dict, lookup: dict):
+    """(None, (number, tag, part, answer)) for a good questions.csv row, else (reason, None)."""
+    if len(fields) != width:
+        return f"{len(fields)} fields, the header has {width}", None
+    get = lambda c: fields[index[c]].strip()
+    match = _QUESTION.fullmatch(get("question_id"))
+    if not match:
+        return f"question_id {get('question_id')!r} is not q<integer>", None
+    number = int(match.group(1))
+    if number in lookup:
+        return f"question_id {get('question_id')!r} is repeated", None
+    if get("correct_answer") not in ("a", "b", "c", "d"):
+        return f"correct_answer {get('correct_answer')!r} is not a-d", None
+    if get("part") not in ("1", "2", "3", "4", "5", "6", "7"):
+        return f"part {get('part')!r} is not 1-7", None
+    tags = get("tags").split(";")
+    if not all(_is_int(t.strip()) for t in tags) and get("tags") != "":
+        return f"tags {get('tags')!r} are not ';'-separated integers", None
+    first = int(tags[0]) if get("tags") else _NO_TAG
+    first = _NO_TAG if first < 0 else first
+    return None, (number, first, int(get("part")), _ANSWERS[get("correct_answer")])
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _read_user(root: pathlib.Path, name: str, lookup: dict, strict: bool, state: dict) -> dict:
+    """One user file as compact arrays of FRAME_COLUMNS (rows with a tag, in time order)."""
+    where = f"{KT1_DIR}/{name}"
+    values = []  # (timestamp, line, question number, answer code) of well-formed rows.
+    records = _records(root / where, root, COLUMNS)
+    index, width = next(records)
+    for line, fields in records:
+        state["rows"] += 1
+        reason = _parse_interaction(fields, width, index, lookup, values, line)
+        if reason is not None:
+            _skip(state["malformed"], where, line, reason, strict)
+    user = int(_USER_FILE.fullmatch(name).group(1))
+    if not values:
+        return {c: np.zeros(0, dtype) for c, dtype in _DTYPES.items()}
+    ts, line, question, answer = (np.array(v, np.int64) for v in zip(*values, strict=True))
+    tag, part, key = (np.array([lookup[q][j] for q in question], np.int64) for j in range(3))
+    state["empty_answers"] += int(np.sum((answer == 0) & (tag >= 0)))
+    state["no_tag_rows"] += int(np.sum(tag < 0))
+    month = ts.min().astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+    order = np.lexsort((line, ts))
+    order = order[tag[order] >= 0]
+    return {
+        "user_id": np.full(len(order), user),
+        "order_id": np.arange(len(order)),
+        "timestamp": ts[order],
+        "question_id": question[order],
+        "tag": tag[order],
+        "part": part[order],
+        "correct": (answer[order] == key[order]).astype(np.int8),
+        "start_month": np.full(len(order), (month // 12 + 1970) * 100 + month % 12 + 1),
+    }
+
+
+def _parse_interaction(
+    fields: list[str], width: int, index: dict, lookup: dict, values: list, line: int
+) -> str | None:
+    """Appends one user-file row's values to `values`; returns why it is malformed, or None."""
+    if len(fields) != width:
+        return f"{len(fields)} fields, the header has {width}"
+    ts = fields[index["timestamp"]].strip()
+    if not ts.isdigit():
+        return f"timestamp {ts!r} is not an integer"
+    if not 1 <= int(ts) < _MAX_TIMESTAMP:
+        return f"timestamp {ts} is out of range (before 1970 or after 2100)"
+    for column in ("solving_id", "elapsed_time"):
+        if not _is_int(fields[index[column]].strip()):
+            return f"{column} {fields[index[column]].strip()!r} is not an integer"
+    question = fields[index["question_id"]].strip()
+    match = _QUESTION.fullmatch(question)
+    if not match:
+        return f"question_id {question!r} is not q<integer>"
+    if int(match.group(1)) not in lookup:
+        return f"question_id {question!r} is not in {QUESTIONS_FILE}"
+    answer = fields[index["user_answer"]].strip()
+    if answer not in _ANSWERS:
+        return f"user_answer {answer!r} is not a-d or empty"
+    values.append((int(ts), line, int(match.group(1)), _ANSWERS[answer]))
+    return None
+
+
+def _print_summary(df: pd.DataFrame) -> None:
+    a = df.attrs
+    malformed = a["malformed"]
+    where = ", ".join(f"{f}:{line}" for f, line, _ in malformed[:10])
+    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
+    print(
+        f"EdNet KT1: read {a['rows']} rows of {a['user_files']} user files in {a['path']}; "
+        f"kept {len(df)} interactions of {df['user_id'].nunique()} users in "
+        f"{df['start_month'].nunique()} start months; {a['empty_answers']} empty answers "
+        f"counted wrong; dropped {a['no_tag_rows']} rows of questions with no tag, "
+        f"{len(malformed)} malformed rows" + (f" at {where}{more}" if where else ""),
+        file=sys.stdout,
+    )
+    for f, line, reason in malformed[:10]:
+        print(f"  {f}, line {line}: {reason}", file=sys.stdout)
