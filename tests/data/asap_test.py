@@ -31,13 +31,11 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
-from fedjax_m3t import simulation
-from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import text
 from fedjax_m3t.data.builders import asap_aes, common
 from fedjax_m3t.data.formats import asap
-from fedjax_m3t.models import m3t
 from fedjax_m3t.simulation import evaluation
+from tests import helpers
 
 # domain1_score ranges per essay set, from DATA.md (not from the module under test).
 _RANGES = {1: (2, 12), 2: (1, 6), 3: (0, 3), 4: (0, 3), 5: (0, 4), 6: (0, 4), 7: (0, 30),
@@ -293,18 +291,7 @@ class AsapTest(absltest.TestCase):
     def test_federated_scoring_beats_the_mean_predictor(self):
         began = time.perf_counter()
         fed = asap_aes.federation_from_builder(self.builder, seed=0)
-        model = m3t.build_m3t_model(
-            fed.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, lora_rank=0)
-        )
-        algorithm = registry.build_algorithm(
-            "fedavg",
-            model,
-            local=local_training.LocalTrainingConfig(local_steps=5, batch_size=32),
-            client_learning_rate=3e-3,
-            client_optimizer_name="adam",
-        )
-        config = simulation.SimulationConfig(rounds=20, cohort_size=fed.num_clients, verbose=False)
-        result = simulation.run(algorithm, model, fed, config)
+        model, result = helpers.train_small_m3t(fed, rounds=20)
         r2 = result.global_report.pooled["score"]["r2"]
         test = fed.test
         mask = test["mask"]

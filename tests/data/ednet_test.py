@@ -32,11 +32,10 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
-from fedjax_m3t import metrics, simulation
-from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t import metrics
 from fedjax_m3t.data.builders import common, ednet_kt1
 from fedjax_m3t.data.formats import ednet
-from fedjax_m3t.models import m3t
+from tests import helpers
 
 _L = ednet_kt1.INTERACTION_LENGTH
 _MAX = ednet_kt1.MAX_WINDOWS_PER_STUDENT
@@ -330,18 +329,7 @@ class EdnetTest(absltest.TestCase):
     def test_federated_knowledge_tracing_beats_per_skill_baseline(self):
         began = time.perf_counter()
         fed = self.fed
-        model = m3t.build_m3t_model(
-            fed.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, lora_rank=0)
-        )
-        algorithm = registry.build_algorithm(
-            "fedavg",
-            model,
-            local=local_training.LocalTrainingConfig(local_steps=5, batch_size=32),
-            client_learning_rate=3e-3,
-            client_optimizer_name="adam",
-        )
-        config = simulation.SimulationConfig(rounds=20, cohort_size=fed.num_clients, verbose=False)
-        result = simulation.run(algorithm, model, fed, config)
+        model, result = helpers.train_small_m3t(fed, rounds=20)
         model_auc = result.global_report.pooled["correct"]["auc"]
 
         def flat(data):  # Query skills and labels of the real examples.

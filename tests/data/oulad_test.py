@@ -32,12 +32,11 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
-from fedjax_m3t import metrics, simulation
-from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t import metrics
 from fedjax_m3t.data.builders import common
 from fedjax_m3t.data.builders import oulad as oulad_builder
 from fedjax_m3t.data.formats import oulad
-from fedjax_m3t.models import m3t
+from tests import helpers
 
 _W = oulad.WEEKS
 _KEY = ["code_module", "code_presentation", "id_student"]
@@ -357,18 +356,7 @@ class OuladTest(absltest.TestCase):
     def test_federated_model_beats_the_majority_class(self):
         began = time.perf_counter()
         fed = oulad_builder.federation_from_builder(self.builder, seed=0)
-        model = m3t.build_m3t_model(
-            fed.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, lora_rank=0)
-        )
-        algorithm = registry.build_algorithm(
-            "fedavg",
-            model,
-            local=local_training.LocalTrainingConfig(local_steps=5, batch_size=32),
-            client_learning_rate=3e-3,
-            client_optimizer_name="adam",
-        )
-        config = simulation.SimulationConfig(rounds=8, cohort_size=fed.num_clients, verbose=False)
-        result = simulation.run(algorithm, model, fed, config)
+        model, result = helpers.train_small_m3t(fed, rounds=8)
         pooled = result.global_report.pooled["final_result"]
         train_y = fed.train["labels"]["final_result"][fed.train["mask"]]
         test_y = fed.test["labels"]["final_result"][fed.test["mask"]]

@@ -35,14 +35,12 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
-from fedjax_m3t import simulation
-from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import text
 from fedjax_m3t.data.builders import common
 from fedjax_m3t.data.builders import scienceqa as scienceqa_builder
 from fedjax_m3t.data.formats import scienceqa
-from fedjax_m3t.models import m3t
 from fedjax_m3t.simulation import evaluation
+from tests import helpers
 
 _NUM_QUESTIONS = 1000
 _HASH = text.TextEncoding(kind="hash", length=40, vocab_size=1024)
@@ -323,18 +321,7 @@ class ScienceQaTest(absltest.TestCase):
     def test_federated_run_beats_majority_answer_and_chance(self):
         began = time.perf_counter()
         fed = scienceqa_builder.federation_from_builder(self.builder, text_encoding=_HASH)
-        model = m3t.build_m3t_model(
-            fed.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, lora_rank=0)
-        )
-        algorithm = registry.build_algorithm(
-            "fedavg",
-            model,
-            local=local_training.LocalTrainingConfig(local_steps=5, batch_size=32),
-            client_learning_rate=5e-3,
-            client_optimizer_name="adam",
-        )
-        config = simulation.SimulationConfig(rounds=10, cohort_size=fed.num_clients, verbose=False)
-        result = simulation.run(algorithm, model, fed, config)
+        model, result = helpers.train_small_m3t(fed, rounds=10, client_lr=5e-3)
         accuracy = result.global_report.pooled["answer"]["accuracy"]
         # The same model, its test images hidden.
         blind = fed.with_modalities(("text",))

@@ -161,6 +161,50 @@ def federation_from_builder(
         if not builder.is_prepared():
             common.prepare(builder, manual_dir=manual_dir)
     data = common.read_all(builder)
+    return windows_federation(
+        data,
+        data["school_id"],
+        num_skills=num_skills,
+        partition=partition,
+        num_clients=num_clients,
+        alpha=alpha,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+
+
+def windows_federation(
+    data: dict[str, np.ndarray],
+    client_ids: np.ndarray,
+    *,
+    num_skills: int | None,
+    partition: str,
+    num_clients: int,
+    alpha: float | None,
+    test_fraction: float,
+    seed: int,
+) -> federation_lib.Federation:
+    """A knowledge-tracing federation from built windows (ASSISTments, EdNet KT1).
+
+    Skill ids are remapped to 1..K in increasing raw-id order (0 stays padding);
+    clients come from `common.split` with students = data['user_id'] and time =
+    data['order_id'].
+
+    Args:
+      data: from `common.read_all`: 'interaction' int [N, L, 2] raw skill ids,
+        'label' [N] 0/1, 'user_id' [N], 'order_id' [N].
+      client_ids: [N] the natural institution of each window.
+      num_skills: the vocabulary K; None = the distinct skills in the data.
+      partition, num_clients, alpha, test_fraction, seed: as `common.split`.
+
+    Returns:
+      A Federation with DataSpec(modalities=('interaction',), tasks=(correct: binary,),
+      num_skills=K, interaction_length=L).
+
+    Raises:
+      ValueError: if num_skills is smaller than the distinct skills in the data, or
+        for an unknown partition.
+    """
     interaction = data["interaction"].astype(np.int32)
     vocab = np.unique(interaction[..., 0])
     vocab = vocab[vocab > 0]
@@ -171,7 +215,7 @@ def federation_from_builder(
     interaction[..., 0] = np.where(skill > 0, np.searchsorted(vocab, skill) + 1, 0)
     names, trains, tests = common.split(
         partition,
-        client_ids=data["school_id"],
+        client_ids=client_ids,
         student_ids=data["user_id"],
         times=data["order_id"],
         labels=data["label"],
@@ -181,7 +225,6 @@ def federation_from_builder(
         seed=seed,
     )
     label = data["label"].astype(np.float32)
-
     spec = spec_lib.DataSpec(
         modalities=("interaction",),
         tasks=TASKS,

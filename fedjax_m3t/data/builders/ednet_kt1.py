@@ -53,7 +53,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
-from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data.builders import assistments2009, common
 from fedjax_m3t.data.formats import assistments, ednet
 
@@ -205,38 +204,14 @@ def federation_from_builder(
         if not builder.is_prepared():
             common.prepare(builder, manual_dir=manual_dir)
     data = common.read_all(builder)
-    interaction = data["interaction"].astype(np.int32)
-    vocab = np.unique(interaction[..., 0])
-    vocab = vocab[vocab > 0]
-    k = len(vocab) if num_skills is None else num_skills
-    if k < len(vocab):
-        raise ValueError(f"num_skills={num_skills} < {len(vocab)} distinct skills in the data.")
-    skill = interaction[..., 0]
-    interaction[..., 0] = np.where(skill > 0, np.searchsorted(vocab, skill) + 1, 0)
     months, inverse = np.unique(data["start_month"], return_inverse=True)
-    names, trains, tests = common.split(
-        partition,
-        client_ids=month_names(months)[inverse.reshape(-1)],
-        student_ids=data["user_id"],
-        times=data["order_id"],
-        labels=data["label"],
+    return assistments2009.windows_federation(
+        data,
+        month_names(months)[inverse.reshape(-1)],
+        num_skills=num_skills,
+        partition=partition,
         num_clients=num_clients,
         alpha=alpha,
         test_fraction=test_fraction,
         seed=seed,
     )
-    label = data["label"].astype(np.float32)
-    spec = spec_lib.DataSpec(
-        modalities=("interaction",),
-        tasks=TASKS,
-        num_skills=k,
-        interaction_length=interaction.shape[1],
-    )
-    n = len(label)
-    examples = {
-        "inputs": {"interaction": interaction},
-        "present": {"interaction": np.ones(n, bool)},
-        "labels": {"correct": label},
-        "label_mask": {"correct": np.ones(n, bool)},
-    }
-    return federation_lib.from_rows(spec, names, trains, tests, examples)

@@ -67,6 +67,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from fedjax_m3t.data.formats import report
+
 FILE_NAME = "training_set_rel3.tsv"
 ENCODING = "ISO-8859-1"
 DOWNLOAD_PAGE = (
@@ -387,19 +389,19 @@ def _parse_row(
     if len(fields) > width or len(fields) <= max(index.values()):
         return f"{len(fields)} fields, the header has {width}"
     get = {c: fields[i].strip() for c, i in index.items()}
-    if not _is_int(get["essay_id"]):
+    if not report.is_int(get["essay_id"]):
         return f"essay_id {get['essay_id']!r} is not an integer"
     essay_id = int(get["essay_id"])
-    essay_set = int(get["essay_set"]) if _is_int(get["essay_set"]) else None
+    essay_set = int(get["essay_set"]) if report.is_int(get["essay_set"]) else None
     if essay_set not in SCORE_RANGES:
         return f"essay_set {get['essay_set']!r} is not one of {ESSAY_SETS}"
     lo, hi = SCORE_RANGES[essay_set]
     score = get["domain1_score"]
-    if not _is_int(score) or not lo <= int(score) <= hi:
+    if not report.is_int(score) or not lo <= int(score) <= hi:
         return f"domain1_score {score!r} is not an integer in set {essay_set}'s range {lo}-{hi}"
     domain2 = get["domain2_score"]
     if domain2 and (
-        not _is_int(domain2) or not DOMAIN2_RANGE[0] <= int(domain2) <= DOMAIN2_RANGE[1]
+        not report.is_int(domain2) or not DOMAIN2_RANGE[0] <= int(domain2) <= DOMAIN2_RANGE[1]
     ):
         return f"domain2_score {domain2!r} is not empty or an integer in 1-4"
     if not get["essay"]:
@@ -415,20 +417,13 @@ def _parse_row(
     return None
 
 
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
-
-
 def _print_summary(df: pd.DataFrame) -> None:
     a = df.attrs
     malformed = a["malformed"]
-    lines = ", ".join(str(line) for line, _ in malformed[:10])
-    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
     print(
         f"ASAP-AES: read {a['rows']} rows of {a['path']}; kept {len(df)} essays in "
-        f"{df['essay_set'].nunique()} essay sets; dropped {len(malformed)} malformed rows"
-        + (f" at lines {lines}{more}" if lines else ""),
+        f"{df['essay_set'].nunique()} essay sets; dropped {report.malformed_summary(malformed)}",
         file=sys.stdout,
     )
-    for line, reason in malformed[:10]:
-        print(f"  line {line}: {reason}", file=sys.stdout)
+    for line in report.malformed_details(malformed):
+        print(line, file=sys.stdout)

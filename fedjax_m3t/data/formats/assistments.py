@@ -56,6 +56,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from fedjax_m3t.data.formats import report
+
 FILE_NAME = "skill_builder_data_corrected.csv"
 ENCODING = "latin-1"
 DOWNLOAD_PAGE = (
@@ -379,7 +381,7 @@ def _parse_row(fields: list[str], width: int, index: dict, values: dict) -> str 
     parsed = {}
     for column in _INT_COLUMNS:
         text = fields[index[column]].strip()
-        if not _is_int(text):
+        if not report.is_int(text):
             return f"{column} {text!r} is not an integer"
         parsed[column] = int(text)
     correct = fields[index["correct"]].strip()
@@ -390,7 +392,7 @@ def _parse_row(fields: list[str], width: int, index: dict, values: dict) -> str 
     if correct_value not in (0.0, 1.0):
         return f"correct {correct!r} is not 0 or 1"
     skill = fields[index["skill_id"]].strip()
-    if skill and not _is_int(skill):
+    if skill and not report.is_int(skill):
         return f"skill_id {skill!r} is not an integer"
     for column, value in parsed.items():
         values[column].append(value)
@@ -400,25 +402,19 @@ def _parse_row(fields: list[str], width: int, index: dict, values: dict) -> str 
     return None
 
 
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
-
-
 def _print_summary(df: pd.DataFrame) -> None:
     a = df.attrs
     malformed = a["malformed"]
-    lines = ", ".join(str(line) for line, _ in malformed[:10])
-    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
     print(
         f"ASSISTments 2009-2010: read {a['rows']} rows of {a['path']}; kept {len(df)} "
         f"attempts of {df['user_id'].nunique()} students in {df['school_id'].nunique()} "
         f"schools; dropped {a['empty_skill_rows']} rows with no skill_id, "
         f"{a['duplicate_rows']} repeated order_id rows (multi-skill problems: first skill "
-        f"kept), {len(malformed)} malformed rows" + (f" at lines {lines}{more}" if lines else ""),
+        f"kept), {report.malformed_summary(malformed)}",
         file=sys.stdout,
     )
-    for line, reason in malformed[:10]:
-        print(f"  line {line}: {reason}", file=sys.stdout)
+    for line in report.malformed_details(malformed):
+        print(line, file=sys.stdout)
 
 
 def sequences(

@@ -74,6 +74,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from fedjax_m3t.data.formats import report
+
 KT1_DIR = "KT1"
 QUESTIONS_FILE = "contents/questions.csv"
 FILE_NAMES = (QUESTIONS_FILE, KT1_DIR + "/u{user_id}.csv")
@@ -468,15 +470,11 @@ def _parse_question(fields: list[str], width: int, index: dict, lookup: dict):
     if get("part") not in ("1", "2", "3", "4", "5", "6", "7"):
         return f"part {get('part')!r} is not 1-7", None
     tags = get("tags").split(";")
-    if not all(_is_int(t.strip()) for t in tags) and get("tags") != "":
+    if not all(report.is_int(t.strip()) for t in tags) and get("tags") != "":
         return f"tags {get('tags')!r} are not ';'-separated integers", None
     first = int(tags[0]) if get("tags") else _NO_TAG
     first = _NO_TAG if first < 0 else first
     return None, (number, first, int(get("part")), _ANSWERS[get("correct_answer")])
-
-
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
 
 
 def _read_user(root: pathlib.Path, name: str, lookup: dict, strict: bool, state: dict) -> dict:
@@ -524,7 +522,7 @@ def _parse_interaction(
     if not 1 <= int(ts) < _MAX_TIMESTAMP:
         return f"timestamp {ts} is out of range (before 1970 or after 2100)"
     for column in ("solving_id", "elapsed_time"):
-        if not _is_int(fields[index[column]].strip()):
+        if not report.is_int(fields[index[column]].strip()):
             return f"{column} {fields[index[column]].strip()!r} is not an integer"
     question = fields[index["question_id"]].strip()
     match = _QUESTION.fullmatch(question)
@@ -542,15 +540,13 @@ def _parse_interaction(
 def _print_summary(df: pd.DataFrame) -> None:
     a = df.attrs
     malformed = a["malformed"]
-    where = ", ".join(f"{f}:{line}" for f, line, _ in malformed[:10])
-    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
     print(
         f"EdNet KT1: read {a['rows']} rows of {a['user_files']} user files in {a['path']}; "
         f"kept {len(df)} interactions of {df['user_id'].nunique()} users in "
         f"{df['start_month'].nunique()} start months; {a['empty_answers']} empty answers "
         f"counted wrong; dropped {a['no_tag_rows']} rows of questions with no tag, "
-        f"{len(malformed)} malformed rows" + (f" at {where}{more}" if where else ""),
+        f"{report.malformed_summary(malformed)}",
         file=sys.stdout,
     )
-    for f, line, reason in malformed[:10]:
-        print(f"  {f}, line {line}: {reason}", file=sys.stdout)
+    for line in report.malformed_details(malformed):
+        print(line, file=sys.stdout)

@@ -74,6 +74,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from fedjax_m3t.data.formats import report
+
 FILE_NAMES = (
     "courses.csv",
     "assessments.csv",
@@ -726,16 +728,14 @@ def _click_weeks(students, chunks, log) -> np.ndarray:
 def _print_summary(data: OuladData) -> None:
     a, df = data.attrs, data.students
     malformed = a["malformed"]
-    lines = ", ".join(f"{f}:{line}" for f, line, _ in malformed[:10])
-    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
     dropped = ", ".join(f"{v} {k}" for k, v in a["dropped"].items()) or "no other rows"
     missing = ", ".join(f"{k}: {v}" for k, v in a["missing"].items()) or "none"
     print(
         f"OULAD: read {sum(a['rows'].values())} rows of {a['directory']}; kept {len(df)} "
         f"registrations of {df['id_student'].nunique()} students in "
-        f"{df['code_module'].nunique()} modules; dropped {dropped}, {len(malformed)} "
-        f"malformed rows" + (f" at {lines}{more}" if lines else "") + f"; missing {missing}",
+        f"{df['code_module'].nunique()} modules; dropped {dropped}, "
+        f"{report.malformed_summary(malformed)}; missing {missing}",
         file=sys.stdout,
     )
-    for name, line, reason in malformed[:10]:
-        print(f"  {name} line {line}: {reason}", file=sys.stdout)
+    for line in report.malformed_details(malformed):
+        print(line, file=sys.stdout)

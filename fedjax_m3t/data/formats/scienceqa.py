@@ -74,6 +74,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from fedjax_m3t.data.formats import report
+
 FILE_NAMES = ("problems.json", "pid_splits.json")
 PROBLEMS_FILE, SPLITS_FILE = FILE_NAMES
 IMAGE_PATH = "images/{split}/{pid}/{image}"
@@ -571,16 +573,13 @@ def _pid_key(pid: str) -> tuple:
 def _print_summary(df: pd.DataFrame) -> None:
     a = df.attrs
     malformed, missing = a["malformed"], a["missing_images"]
-    lines = ", ".join(str(line) for line, _ in malformed[:10])
-    more = f" (and {len(malformed) - 10} more)" if len(malformed) > 10 else ""
     print(
         f"ScienceQA: read {a['problems']} problems of {a['path']}; kept {len(df)} "
         f"({int(df['has_image'].sum())} with an image); {len(missing)} image questions "
-        f"kept without their missing image, {len(malformed)} malformed problems dropped"
-        + (f" at lines {lines}{more}" if lines else ""),
+        f"kept without their missing image; dropped {report.malformed_summary(malformed)}",
         file=sys.stdout,
     )
-    for line, reason in malformed[:10]:
-        print(f"  line {line}: {reason}", file=sys.stdout)
+    for line in report.malformed_details(malformed):
+        print(line, file=sys.stdout)
     for pid, reason in missing[:5]:
         print(f"  problem {pid!r}: {reason}", file=sys.stdout)
