@@ -117,7 +117,7 @@ flags.DEFINE_enum(
     "<data_dir>/text_cache), hash (word hashing, no dependency), wordpiece (MiniLM's "
     "tokenizer, for --text_encoder=minilm); auto: minilm if installed, else hash.",
 )
-flags.DEFINE_integer("text_length", 64, "Text datasets: tokens per text.")
+flags.DEFINE_integer("text_length", 0, "Text datasets: tokens per text (0: the dataset's own).")
 # Model.
 flags.DEFINE_enum("model", "m3t", train_lib.MODELS, "The M3T model, or a linear model.")
 flags.DEFINE_integer("width", 32, "Token width of encoders and backbone.")
@@ -151,7 +151,7 @@ flags.DEFINE_bool(
     "baselines", False, "Also train centralised and local-only baselines with the same budget."
 )
 flags.DEFINE_list("group_by", [], "Table columns to report test metrics by (e.g. sex).")
-flags.DEFINE_integer("cohort_size", 8, "Clients per round.")
+flags.DEFINE_integer("cohort_size", 0, "Clients per round (0: 8, or all if fewer).")
 flags.DEFINE_integer(
     "chunk_size", 0, "Clients vmapped at once per device (0: auto; see default_chunk_size)."
 )

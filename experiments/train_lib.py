@@ -49,6 +49,7 @@ BUILDER_DATASETS = {
 }
 DATASETS = ("synthetic", "csv") + tuple(BUILDER_DATASETS) + multilevel.DATASETS
 MODELS = ("m3t", "linear")
+DEFAULT_COHORT = 8  # Clients per round when --cohort_size is 0 (and there are enough).
 
 PRESETS = {
     # Seconds on CPU: smoke tests and CI.
@@ -56,7 +57,6 @@ PRESETS = {
         "num_clients": 4,
         "mean_examples": 24,
         "rounds": 2,
-        "cohort_size": 4,
         "local_steps": 2,
         "batch_size": 8,
         "width": 16,
@@ -152,8 +152,10 @@ def _table(name: str, settings: dict) -> tabular.TabularFederation:
         raise SettingsError(str(e)) from None
 
 
-def text_encoding(settings: dict) -> text_lib.TextEncoding:
+def text_encoding(settings: dict, default_length: int = 64) -> text_lib.TextEncoding:
     """The --text_encoding / --text_length choice (cached under <data_dir>/text_cache).
+
+    --text_length 0 (unset) takes `default_length`, the dataset's own.
 
     'auto' is frozen MiniLM embeddings when its packages are installed (the fast
     default for real text on CPU), else word hashing; the choice is printed.
@@ -179,10 +181,15 @@ def text_encoding(settings: dict) -> text_lib.TextEncoding:
     cache = os.path.join(settings["data_dir"], "text_cache") if settings.get("data_dir") else None
     try:
         return text_lib.TextEncoding(
-            kind=kind, length=settings.get("text_length") or 64, cache_dir=cache
+            kind=kind, length=settings.get("text_length") or default_length, cache_dir=cache
         )
     except ValueError as e:
         raise SettingsError(f"--text_encoding/--text_length: {e}") from None
+
+
+def builder_module(name: str):
+    """The fedjax_m3t.data.builders module of a downloaded dataset."""
+    return importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
 
 
 def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
@@ -193,7 +200,7 @@ def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
             "--manual_dir, default <data_dir>/downloads/manual; python -m "
             "experiments.generate_data writes small files in the real formats)."
         )
-    module = importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
+    module = builder_module(name)
     function = module.federation_from_builder
     accepted = inspect.signature(function).parameters
     kwargs = {
@@ -206,7 +213,7 @@ def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
         "strict": bool(settings.get("strict")),
     }
     if "text_encoding" in accepted:
-        kwargs["text_encoding"] = text_encoding(settings)
+        kwargs["text_encoding"] = text_encoding(settings, getattr(module, "TEXT_LENGTH", 64))
     if settings.get("institution"):
         if "institution" not in accepted:
             raise SettingsError(
@@ -399,7 +406,12 @@ def table_groups(settings: dict, table: tabular.TabularFederation | None) -> dic
 
 
 def simulation_config(settings: dict, num_clients: int) -> run_lib.SimulationConfig:
-    """The simulation config; checks the cohort against the federation."""
+    """The simulation config; checks the cohort against the federation.
+
+    --cohort_size 0 (the default) samples min(8, clients) institutions per round.
+    """
+    if not settings["cohort_size"]:
+        settings = {**settings, "cohort_size": min(DEFAULT_COHORT, num_clients)}
     _positive(settings, "cohort_size")
     if settings["cohort_size"] > num_clients:
         raise SettingsError(
@@ -454,6 +466,12 @@ def train(settings: dict) -> run_lib.SimulationResult:
     else:
         say("\nTest metrics (global model, and each institution's personalised view):")
     say(evaluation.format_table(model, federation.client_names, reports))
+    if settings["dataset"] in BUILDER_DATASETS:
+        # A dataset's own metric (e.g. ASAP's per-set kappa) where it has one.
+        report = getattr(builder_module(settings["dataset"]), "test_report", None)
+        if report is not None:
+            predictions = evaluation.predict(model, result.server_state.params, federation.test)
+            say(report(federation, predictions))
     if settings.get("baselines"):
         say("\nBaselines with the same example-steps, on the same test sets:")
         comparison = baselines.compare(

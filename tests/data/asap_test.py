@@ -295,7 +295,8 @@ class AsapTest(absltest.TestCase):
         r2 = result.global_report.pooled["score"]["r2"]
         test = fed.test
         mask = test["mask"]
-        pred = evaluation.predict(model, result.server_state.params, test)["score"][mask]
+        predictions = evaluation.predict(model, result.server_state.params, test)
+        pred = predictions["score"][mask]
         label = test["labels"]["score"][mask]
         sets = np.array([int(name.removeprefix("set")) for name in fed.client_names])
         essay_set = np.broadcast_to(sets[:, None], mask.shape)[mask]
@@ -312,6 +313,9 @@ class AsapTest(absltest.TestCase):
         # words, misspellings and length.
         self.assertEqual(baseline, 0.0)
         self.assertGreater(mean_kappa, baseline + 0.3)
+        # The training binary's report computes the same kappas from the client names.
+        printed = asap_aes.test_report(fed, predictions)
+        self.assertIn(f"mean {mean_kappa:.3f}; set1 {kappas[1]:.3f}", printed)
         self.assertGreater(r2, 0.2)
 
 

@@ -298,3 +298,28 @@ def federation_from_builder(
         "label_mask": {"score": np.ones(n, bool)},
     }
     return federation_lib.from_rows(spec, names, trains, tests, examples)
+
+
+def test_report(federation: federation_lib.Federation, predictions: dict) -> str:
+    """Per-set quadratic weighted kappa of test predictions, on each set's own scale.
+
+    Clients must be essay sets (partition 'natural': names 'set1'..'set8'); the
+    training binary prints this after the metric table.
+
+    Args:
+      federation: the federation the predictions are for.
+      predictions: {'score': float [clients, n_test]} normalised predictions (from
+        `fedjax_m3t.simulation.evaluation.predict` on federation.test).
+
+    Returns:
+      A few lines of text: each set's kappa and the mean over sets.
+    """
+    if not all(n.startswith("set") and n[3:].isdigit() for n in federation.client_names):
+        return "Per-set QWK needs the essay sets as clients (--partition=natural)."
+    mask = np.asarray(federation.test["mask"])
+    sets = np.array([int(n[3:]) for n in federation.client_names])[:, None]
+    essay_set = np.broadcast_to(sets, mask.shape)[mask]
+    pred = np.clip(np.asarray(predictions["score"])[mask], 0.0, 1.0)
+    kappas, mean = set_kappas(pred, np.asarray(federation.test["labels"]["score"])[mask], essay_set)
+    per_set = ", ".join(f"set{s} {k:.3f}" for s, k in kappas.items())
+    return f"Test quadratic weighted kappa (each set's own scale): mean {mean:.3f}; {per_set}"
