@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
     if not FLAGS.out:
         raise app.UsageError("--out=<folder> is required.")
     try:
-        written = generate.write(FLAGS.dataset, FLAGS.out, FLAGS.seed)
+        written = generate.write(FLAGS.dataset, FLAGS.out, FLAGS.seed, FLAGS.scale)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     for name, path in written.items():
@@ -48,5 +48,6 @@ if __name__ == "__main__":
     )
     flags.DEFINE_string("out", None, "Folder to write into (--manual_dir of experiments.train).")
     flags.DEFINE_integer("seed", 0, "Seed of the generators.")
+    flags.DEFINE_float("scale", 1.0, "Multiplies each dataset's default size (1: seconds).")
     FLAGS = flags.FLAGS
     app.run(main)

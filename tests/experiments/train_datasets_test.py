@@ -81,3 +81,16 @@ def test_strict_stops_at_a_malformed_row_that_is_otherwise_skipped(tmp_path):
         train_lib.build_federation({**settings, "data_dir": str(tmp_path / "a"), "strict": True})
     fed = train_lib.build_federation({**settings, "data_dir": str(tmp_path / "b")})
     assert fed.num_clients == 2
+
+
+def test_scale_multiplies_the_generated_size(tmp_path):
+    import pandas as pd
+
+    sizes = {}
+    for scale in (0.5, 2.0):
+        path = generate.write(["asap_aes"], tmp_path / str(scale), scale=scale)["asap_aes"]
+        sizes[scale] = len(pd.read_csv(path, sep="\t", encoding="latin-1"))
+    # 20 vs 80 essays per set on average (lognormal set sizes with the same seed).
+    assert 3 < sizes[2.0] / sizes[0.5] < 5, sizes
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        generate.write(["asap_aes"], tmp_path, scale=0)

@@ -23,36 +23,44 @@ import importlib
 import os
 from collections.abc import Sequence
 
-# Dataset name (as experiments.train's --dataset) -> (format module, writer function).
+# Dataset name (as experiments.train's --dataset) -> (format module, writer function,
+# its size argument and that argument's default).
 WRITERS = {
-    "assistments2009": ("assistments", "write_assistments2009"),
-    "ednet_kt1": ("ednet", "write_ednet_kt1"),
-    "asap_aes": ("asap", "write_asap_aes"),
-    "oulad": ("oulad", "write_oulad"),
-    "scienceqa": ("scienceqa", "write_scienceqa"),
+    "assistments2009": ("assistments", "write_assistments2009", "students_per_school", 40),
+    "ednet_kt1": ("ednet", "write_ednet_kt1", "students_per_centre", 30),
+    "asap_aes": ("asap", "write_asap_aes", "essays_per_set", 40),
+    "oulad": ("oulad", "write_oulad", "students_per_module", 40),
+    "scienceqa": ("scienceqa", "write_scienceqa", "num_questions", 300),
 }
 
 
-def write(names: Sequence[str], out: str | os.PathLike, seed: int = 0) -> dict[str, str]:
-    """Writes each named dataset's files into `out` with its writer's default sizes.
+def write(
+    names: Sequence[str], out: str | os.PathLike, seed: int = 0, scale: float = 1.0
+) -> dict[str, str]:
+    """Writes each named dataset's files into `out`.
 
     Args:
       names: dataset names, keys of WRITERS.
       out: the folder to write into (created if missing).
       seed: the generators' seed.
+      scale: multiplies each writer's default size (students per school, essays per
+        set, questions, ...); 1 is seconds to build and train.
 
     Returns:
       {name: the path the writer returned (its file or folder)}.
 
     Raises:
-      ValueError: for an unknown name, listing the known ones.
+      ValueError: for an unknown name, listing the known ones, or scale <= 0.
     """
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}.")
     unknown = [n for n in names if n not in WRITERS]
     if unknown:
         raise ValueError(f"Datasets {unknown} unknown; choose from {list(WRITERS)}.")
     written = {}
     for name in names:
-        module, function = WRITERS[name]
+        module, function, size_arg, size = WRITERS[name]
         writer = getattr(importlib.import_module(f"fedjax_m3t.data.formats.{module}"), function)
-        written[name] = str(writer(out, seed=seed))
+        sizes = {size_arg: max(2, round(size * scale))}
+        written[name] = str(writer(out, seed=seed, **sizes))
     return written
