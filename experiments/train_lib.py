@@ -442,7 +442,8 @@ def train(settings: dict) -> run_lib.SimulationResult:
     say = logging_lib.log
     federation, table = load_data(settings)
     check_federation(federation)
-    say(federation.summary())
+    if table is None:  # A table's loader has printed its summary, with groups and drops.
+        say(federation.summary())
     model = build_model(settings, federation.spec)
     algorithm = build_algorithm(settings, model)
     say("Module policy:\n" + algorithm.policy.describe())

@@ -292,7 +292,7 @@ def federation_from_builder(
     spec = spec_lib.DataSpec(modalities=("text",), tasks=TASKS, **encoding.spec_fields())
     n = len(score)
     examples = {
-        "inputs": {"text": text.encode(list(data["essay"]), encoding, verbose=False)},
+        "inputs": {"text": text.encode(list(data["essay"]), encoding)},
         "present": {"text": np.ones(n, bool)},
         "labels": {"score": score},
         "label_mask": {"score": np.ones(n, bool)},
