@@ -56,7 +56,7 @@ embeddings unchanged.
 
 Everything from the ids on is jittable; tokenization runs on the host. On a
 2-core CPU a jitted `embed` of 64 sequences x 128 tokens takes 1.3-1.5 s idle, about
-2.7 s under load (PyTorch: about 1.1 s), so on CPU freeze the encoder and cache its
+2.7 s under load, so on CPU freeze the encoder and cache its
 embeddings (fedjax_m3t.data.text, encoding 'minilm').
 """
 
