@@ -106,6 +106,12 @@ flags.DEFINE_string(
     "Downloaded datasets with a choice of institution field (oulad: region; scienceqa: "
     "subject, grade). Unset: the dataset's natural one.",
 )
+flags.DEFINE_list(
+    "dataset_options",
+    [],
+    "Downloaded datasets: their own loader options as key=value (e.g. oulad: weeks=8 for "
+    "an early-warning cut; ednet_kt1: max_users=10000; scienceqa: include_lecture=True).",
+)
 flags.DEFINE_bool(
     "strict", False, "Downloaded datasets: stop at the first malformed row instead of skipping it."
 )

@@ -19,6 +19,7 @@ for inconsistencies before any work starts, and calls
 `fedjax_m3t.simulation.run.run`. Only this module and the binary read settings.
 """
 
+import ast
 import importlib
 import inspect
 import json
@@ -192,6 +193,42 @@ def builder_module(name: str):
     return importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
 
 
+def dataset_options(name: str, items: list[str], accepted, taken: dict) -> dict[str, object]:
+    """--dataset_options=key=value,... as keyword arguments of the dataset's loader.
+
+    Values are Python literals (8, 0.5, True, None) or else strings.
+
+    Raises:
+      SettingsError: for an entry without '=', or a key the loader does not take
+        (listing the ones it does) or that a flag already sets.
+    """
+    own = sorted(k for k in accepted if k not in ("builder", *_COMMON_OPTIONS))
+    options = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SettingsError(f"--dataset_options entry {item!r} must look like key=value.")
+        if key not in own:
+            where = f"its own options are {own}" if own else "it has no options of its own"
+            raise SettingsError(
+                f"--dataset_options: {name} takes no option {key!r}; {where}"
+                + (" (set that one with its flag)." if key in taken else ".")
+            )
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
+
+
+# federation_from_builder arguments that flags set for every dataset.
+_COMMON_OPTIONS = (
+    "test_fraction", "seed", "manual_dir", "partition", "num_clients", "alpha", "strict",
+    "text_encoding", "institution",
+)  # fmt: skip
+
+
 def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
     """The federation of a downloaded dataset, built in --data_dir on first use."""
     if not settings.get("data_dir"):
@@ -222,6 +259,7 @@ def _from_builder(name: str, settings: dict) -> federation_lib.Federation:
             )
         kwargs["institution"] = settings["institution"]
     kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    kwargs.update(dataset_options(name, settings.get("dataset_options") or [], accepted, kwargs))
     try:
         return function(settings["data_dir"], **kwargs)
     except (FileNotFoundError, ValueError, ImportError) as e:

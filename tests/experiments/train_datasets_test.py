@@ -94,3 +94,19 @@ def test_scale_multiplies_the_generated_size(tmp_path):
     assert 3 < sizes[2.0] / sizes[0.5] < 5, sizes
     with pytest.raises(ValueError, match="scale must be > 0"):
         generate.write(["asap_aes"], tmp_path, scale=0)
+
+
+def test_dataset_options_reach_the_loader_and_bad_ones_list_the_known(folders):
+    settings = tiny_settings(None, dataset="oulad", **folders)
+    full = train_lib.build_federation(settings)
+    early = train_lib.build_federation({**settings, "dataset_options": ["weeks=2"]})
+    # An early-warning cut at week 2: at most 2 weekly steps per sequence, clicks included.
+    steps = (early.train["inputs"]["interaction"][..., 0] > 0).sum(axis=-1)
+    assert steps.max() == 2
+    assert (full.train["inputs"]["interaction"][..., 0] > 0).sum(axis=-1).max() > 2
+    with pytest.raises(train_lib.SettingsError, match=r"takes no option 'wek'; its own options"):
+        train_lib.build_federation({**settings, "dataset_options": ["wek=2"]})
+    with pytest.raises(train_lib.SettingsError, match="set that one with its flag"):
+        train_lib.build_federation({**settings, "dataset_options": ["seed=3"]})
+    with pytest.raises(train_lib.SettingsError, match="must look like key=value"):
+        train_lib.build_federation({**settings, "dataset_options": ["weeks"]})
