@@ -105,6 +105,10 @@ def load_data(settings: dict) -> tuple[federation_lib.Federation, tabular.Tabula
                 f"--dataset={settings['dataset']}: only downloaded datasets "
                 f"{tuple(BUILDER_DATASETS)} can be combined with '+', not {not_files}."
             )
+        if not settings.get("text_length"):
+            # One text length for all parts, so that their texts stack.
+            longest = max(getattr(builder_module(n), "TEXT_LENGTH", 64) for n in names)
+            settings = {**settings, "text_length": longest}
         parts = [_from_builder(n, settings) for n in names]
         try:
             federation = combine.combine_by_size(parts)

@@ -54,6 +54,9 @@ def combined_spec(specs: Sequence[spec_lib.DataSpec]) -> spec_lib.DataSpec:
     for i, spec in enumerate(specs):
         for m in spec.modalities:
             sizes = {f: getattr(spec, f) for f in _SIZE_FIELDS[m]}
+            if m == "text" and spec.text_embedding_dim:
+                # Sentence embeddings: only their width shapes the inputs.
+                sizes = {"text_embedding_dim": spec.text_embedding_dim}
             if fields.setdefault(m, (i, sizes))[1] != sizes:
                 j = fields[m][0]
                 raise ValueError(

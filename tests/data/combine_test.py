@@ -136,3 +136,21 @@ def test_bad_combinations_say_what_is_wrong():
     )  # fmt: skip
     with pytest.raises(ValueError, match="modality 'interaction' but with different sizes"):
         combine.combine_by_size([logs, other])
+
+
+def test_sentence_embeddings_combine_whatever_their_token_length():
+    def spec(length, task):
+        return spec_lib.DataSpec(
+            modalities=("text",),
+            tasks=(spec_lib.TaskSpec(name=task, kind="binary"),),
+            text_embedding_dim=6,
+            text_length=length,
+        )
+
+    merged = combine.combined_spec([spec(128, "a"), spec(96, "b")])
+    assert merged.text_embedding_dim == 6 and merged.task_names == ("a", "b")
+    tokens = spec_lib.DataSpec(
+        modalities=("text",), tasks=(spec_lib.TaskSpec(name="c", kind="binary"),), text_length=96
+    )
+    with pytest.raises(ValueError, match="modality 'text' but with different sizes"):
+        combine.combined_spec([spec(96, "a"), tokens])
