@@ -110,3 +110,12 @@ def test_dataset_options_reach_the_loader_and_bad_ones_list_the_known(folders):
         train_lib.build_federation({**settings, "dataset_options": ["seed=3"]})
     with pytest.raises(train_lib.SettingsError, match="must look like key=value"):
         train_lib.build_federation({**settings, "dataset_options": ["weeks"]})
+
+
+def test_two_text_datasets_combine_with_one_text_length(folders):
+    settings = tiny_settings(None, dataset="asap_aes+scienceqa", text_encoding="hash", **folders)
+    fed = train_lib.build_federation(settings)
+    # The longer of the two datasets' own lengths (ASAP 128, ScienceQA 96).
+    assert fed.spec.text_length == 128
+    assert fed.spec.modalities == ("text", "image")
+    assert fed.spec.task_names == ("score", "answer")
