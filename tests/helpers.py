@@ -148,3 +148,21 @@ def train_small_m3t(federation: federation_lib.Federation, *, rounds: int, clien
         rounds=rounds, cohort_size=federation.num_clients, verbose=False
     )
     return model, simulation.run(algorithm, model, federation, config)
+
+
+def per_skill_baseline_auc(federation: federation_lib.Federation) -> float:
+    """Test AUC of predicting each query skill's train rate of 'correct' (KT baseline).
+
+    Skills unseen in train get the overall train rate.
+    """
+    from fedjax_m3t import metrics  # noqa: PLC0415 - keeps this module light.
+
+    def flat(data):  # Query skills and labels of the real examples.
+        mask = data["mask"]
+        return data["inputs"]["interaction"][mask][:, -1, 0], data["labels"]["correct"][mask]
+
+    train_skill, train_y = flat(federation.train)
+    test_skill, test_y = flat(federation.test)
+    rate = {s: train_y[train_skill == s].mean() for s in np.unique(train_skill)}
+    baseline = np.array([rate.get(s, train_y.mean()) for s in test_skill])
+    return metrics.roc_auc(test_y, baseline)
