@@ -21,12 +21,15 @@ Variants, all timed in this one process on the same data and the same pure
 
   handwritten   (mlp only) W1 written by hand: a Python loop over clients of one
                 jitted 5-step SGD scan on pre-cut batches, no masks or policies;
+  default       build_round with what simulation.run picks when nothing is set
+                (loop.engine_plan: every visible device, the backend's chunk size);
   loop          Python loop over clients of the engine's jitted client update,
                 then a jitted aggregation and server step;
   engine/c1     build_round, chunk_size=1 (a compiled loop over clients);
   engine/c8     build_round, chunk_size=8 (vmap 8 clients, loop over chunks);
   engine/vmap   build_round, one vmap over the whole cohort;
-  shard4/c1     build_round over 4 devices (jax.shard_map), chunk_size=1 per device;
+  shard2/c1     build_round over 2 devices (jax.shard_map), chunk_size=1 per device;
+  shard4/c1     the same over 4 devices;
   shard4/vmap   the same with one vmap per device (any shardN/cK or shardN/vmap works).
 
 On CPU the 4 devices are forced host devices sharing the machine's cores. Prints
@@ -47,8 +50,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from fedjax_m3t.algorithms import fed_opt, local_training  # noqa: E402
+from fedjax_m3t.algorithms import base, fed_opt, local_training  # noqa: E402
 from fedjax_m3t.data import spec as spec_lib  # noqa: E402
 from fedjax_m3t.data import synthetic  # noqa: E402
 from fedjax_m3t.models import interface, m3t  # noqa: E402
@@ -62,10 +67,13 @@ flags.DEFINE_list(
     "variants",
     [
         "handwritten",
+        "default",
         "loop",
         "engine/c1",
         "engine/c8",
         "engine/vmap",
+        "shard2/c1",
+        "shard2/c8",
         "shard4/c1",
         "shard4/c8",
         "shard4/vmap",
@@ -135,8 +143,10 @@ def workload(name: str, num_clients: int):
         model, data = mlp_model(), mlp_data(num_clients)
         client_opt = optax.sgd(0.1)
     elif name == "m3t":
+        # 48 examples a school (about 36 train): cohorts of 64 and 256 then fit in a few
+        # GB and the whole workload runs in minutes on 2 cores.
         fed = synthetic.make_education_federation(
-            synthetic.SyntheticConfig(num_clients=num_clients, quantity_skew=0.0)
+            synthetic.SyntheticConfig(num_clients=num_clients, mean_examples=48, quantity_skew=0.0)
         )
         model, data = m3t.build_m3t_model(fed.spec, m3t.M3TConfig()), fed.train
         client_opt = optax.adam(3e-3)
@@ -158,9 +168,12 @@ def loop_round(algorithm, num_clients):
             jax.tree.map(lambda w: w[None], out.weight),
         )
     )
-    finish = jax.jit(
-        lambda state, acc: algorithm.server_apply(state, algorithm.aggregator.finalize(acc))
-    )
+
+    def finish_fn(state, acc, key):
+        aggregate, agg_state = algorithm.aggregator.finalize(acc, state.agg_state, key)
+        return algorithm.server_apply(state._replace(agg_state=agg_state), aggregate, key)
+
+    finish = jax.jit(finish_fn)
 
     def run(state, client_states, per_client_data, keys):
         acc = None
@@ -169,12 +182,12 @@ def loop_round(algorithm, num_clients):
                 state.params,
                 jax.tree.map(lambda x, c=c: x[c], client_states),
                 per_client_data[c],
-                keys[c],
+                base.make_context(keys[c], c),
             )
             if acc is None:
                 acc = algorithm.aggregator.init(out.delta)
             acc = add(acc, out)
-        return finish(state, acc)[0]
+        return finish(state, acc, keys[0])[0]
 
     return run
 
@@ -224,23 +237,29 @@ def _build_variant(variant, name, model, algorithm, data, state, client_states, 
         per_client = [jax.tree.map(lambda x, c=c: x[c], data) for c in range(num_clients)]
         keys = [jax.random.fold_in(rounds_key, c) for c in range(num_clients)]
         return loop_round(algorithm, num_clients), (state, client_states, per_client, keys)
-    where, chunk = variant.split("/")
+    if variant == "default":
+        # What simulation.run picks when the user sets nothing (loop.engine_plan).
+        config = run_lib.SimulationConfig(cohort_size=num_clients)
+        num_devices, chunk, _ = run_lib.engine_plan(config)
+        where = f"shard{num_devices}" if num_devices > 1 else "engine"
+    else:
+        where, chunk = variant.split("/")
+        chunk = num_clients if chunk == "vmap" else int(chunk[1:])
+    mesh = round_lib.make_client_mesh(int(where[5:])) if where.startswith("shard") else None
     fn = round_lib.build_round(
-        algorithm,
-        num_clients=num_clients,
-        cohort_size=num_clients,
-        chunk_size=None if chunk == "vmap" else int(chunk[1:]),
-        mesh=round_lib.make_client_mesh(int(where[5:])) if where.startswith("shard") else None,
+        algorithm, num_clients=num_clients, cohort_size=num_clients, chunk_size=chunk, mesh=mesh
     )
-    return fn, (state, client_states, data, rounds_key)
+    args = (state, client_states, data, rounds_key)
+    # Placed once, as simulation.run does: timed calls move no data.
+    args = jax.device_put(args, NamedSharding(mesh, P()) if mesh is not None else None)
+    return fn, args
 
 
 def bench(name: str, num_clients: int, variants, repeats: int) -> list[tuple[str, float]]:
     """Times every variant; repeats are interleaved (variant by variant, round by round)
     so that drifts of the machine's speed hit all variants alike; reports medians."""
     model, algorithm, data, examples_per_update = workload(name, num_clients)
-    state, client_states = run_lib.initial_state(algorithm, model, num_clients, seed=0)
-    data = jax.device_put(data)
+    state, client_states = run_lib.fresh_state(algorithm, model, num_clients, seed=0)
     rounds_key = jax.random.key(1)
     built = {}
     for variant in variants:

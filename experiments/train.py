@@ -23,21 +23,16 @@ metrics, writes <workdir>/config.json and metrics.jsonl, checkpoints every
 `python -m experiments.train --helpfull` lists every flag.
 """
 
-import os
 import sys
 
-# On CPU, rounds sharded over several host devices ran about 1.5x faster than on one
-# (benchmarks/round_speed.py; best at 2 devices per core on a 2-core machine). This
-# must be set before JAX starts; a user's own XLA_FLAGS win. GPUs/TPUs are unaffected.
-os.environ.setdefault(
-    "XLA_FLAGS", f"--xla_force_host_platform_device_count={2 * (os.cpu_count() or 1)}"
-)
+# On CPU, `import fedjax_m3t` splits the machine into host devices before JAX starts
+# (fedjax_m3t/simulation/devices.py: a fixed count, the fastest measured; a user's
+# own XLA_FLAGS win), and every round is sharded over them. GPUs are unaffected.
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from experiments import train_lib  # noqa: E402
-from fedjax_m3t.algorithms import registry  # noqa: E402
-from fedjax_m3t.data import text as text_lib  # noqa: E402
+from experiments import train_lib
+from fedjax_m3t.algorithms import registry
+from fedjax_m3t.data import text as text_lib
 
 FLAGS = flags.FLAGS
 

@@ -18,17 +18,22 @@ The layout shows the architecture:
   models/       the modular M3T model (encoders, backbone, adapters, heads) and
                 the `Model` interface algorithms see
   policy        which modules are federated, local or frozen
-  algorithms/   pure client updates and server steps (FedAvg, FedOpt, FedProx)
-  aggregation/  selective weighted means of client deltas
+  algorithms/   the round contract (base), the client update, FedOpt (FedAvg, FedAvgM,
+                FedAdam, FedYogi, FedAdagrad, FedProx) by name
+  aggregation/  stateful aggregators: selective weighted mean, coordinate median
   data/         the batch layout, federations, synthetic education data
   simulation/   rounds (vmap / chunks / shard_map), the run loop, checkpoints
 """
 
 from fedjax_m3t import metrics, policy, simulation, tasks, tree
-from fedjax_m3t.aggregation import selective
-from fedjax_m3t.algorithms import base, fed_opt, fed_prox, local_training, registry
-from fedjax_m3t.algorithms.base import ClientOutput, FederatedAlgorithm, ServerState
-from fedjax_m3t.algorithms.fed_opt import fed_avg
+from fedjax_m3t.aggregation import coordinate_median, selective
+from fedjax_m3t.algorithms import base, fed_opt, local_training, registry
+from fedjax_m3t.algorithms.base import (
+    ClientContext,
+    ClientOutput,
+    FederatedAlgorithm,
+    ServerState,
+)
 from fedjax_m3t.algorithms.local_training import LocalTrainingConfig
 from fedjax_m3t.algorithms.registry import build_algorithm
 from fedjax_m3t.algorithms.server_optimizers import server_optimizer
@@ -40,12 +45,18 @@ from fedjax_m3t.models import interface, linear, m3t
 from fedjax_m3t.models.interface import Model
 from fedjax_m3t.models.m3t import M3TConfig, build_m3t_model
 from fedjax_m3t.policy import ModulePolicy
+from fedjax_m3t.simulation import devices as _devices
 from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult
+
+# Importing the package starts no JAX backend, so the CPU can still be split into
+# the default host devices here (simulation/devices.py; a user's choice wins).
+_devices.use_host_devices()
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClientContext",
     "ClientOutput",
     "DataSpec",
     "FederatedAlgorithm",
@@ -62,10 +73,9 @@ __all__ = [
     "base",
     "build_algorithm",
     "build_m3t_model",
+    "coordinate_median",
     "evaluation",
-    "fed_avg",
     "fed_opt",
-    "fed_prox",
     "federation",
     "interface",
     "linear",

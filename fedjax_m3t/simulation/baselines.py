@@ -52,7 +52,7 @@ from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import tree
 from fedjax_m3t import typing as t
-from fedjax_m3t.algorithms import local_training
+from fedjax_m3t.algorithms import base, local_training
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import equity, evaluation, loop
@@ -162,20 +162,20 @@ def _owned(policy: policy_lib.ResolvedPolicy) -> policy_lib.ResolvedPolicy:
 
 def _trainer(model, owned, client_optimizer, local, steps):
     """(params, examples [n, ...], rng) -> trained leaves (None at frozen ones)."""
-    config = dataclasses.replace(local, local_steps=max(steps, 1), prox_mu=0.0)
+    config = dataclasses.replace(local, local_steps=max(steps, 1))
     update = local_training.make_client_update(model, owned, client_optimizer, config)
 
     def train(params, examples, rng):
         own = tree.select(owned.local, params)
         if steps == 0:
             return own
-        return update(params, own, examples, rng).client_state
+        return update(params, own, examples, base.make_context(rng)).client_state
 
     return train
 
 
 def _init(model: interface.Model, seed: int) -> t.Params:
-    """The federated run's initial params (loop.initial_state's key)."""
+    """The federated run's initial params (loop.fresh_state's key)."""
     return model.init(jax.random.fold_in(jax.random.key(seed), loop.PARAMS_TAG))
 
 
@@ -200,7 +200,7 @@ def centralised(
       federation: its data; train is pooled, test stays per client [num_clients, n, ...].
       client_optimizer: the federated run's client optimizer; here its state runs
         through all steps (one long optimisation, as a centralised trainer would).
-      local: the run's local config; its batch_size is used (prox_mu is ignored).
+      local: the run's local config; its batch_size is used.
       example_steps: examples to read in all, e.g. `federated_example_steps(...)`;
         the run takes `centralised_steps(...)` steps (example_steps / batch_size).
       policy: the run's module policy (federated and local leaves are trained here,
@@ -244,7 +244,7 @@ def local_only(
       model: the federated run's model.
       federation: its data, leaves [num_clients, n, ...].
       client_optimizer: the federated run's client optimizer.
-      local: the run's local config (batch size, steps per round; prox_mu ignored).
+      local: the run's local config (batch size, steps per round).
       rounds: the federated run's rounds.
       cohort_size: its clients per round (None: full participation); each client
         runs `local_steps_per_client` steps.

@@ -22,22 +22,50 @@ import jax.numpy as jnp
 from fedjax_m3t import typing as t
 
 
-def sample_cohort(rng: t.PRNGKey, num_clients: int, cohort_size: int) -> jax.Array:
-    """Client ids of one round, uniformly without replacement.
+class Population(NamedTuple):
+    """Per-client facts the round reads as data (changing them never recompiles).
+
+    Attributes:
+      eligible: bool [num_clients]: clients that may be sampled this round (clients
+        can leave, be excluded or unlearned without a new compilation).
+      group: int32 [num_clients]: each client's institution group (ClientContext.group).
+    """
+
+    eligible: jax.Array
+    group: jax.Array
+
+
+def everyone(num_clients: int) -> Population:
+    """Every client eligible, all in group 0."""
+    return Population(
+        eligible=jnp.ones((num_clients,), bool), group=jnp.zeros((num_clients,), jnp.int32)
+    )
+
+
+def sample_cohort(
+    rng: t.PRNGKey, eligible: jax.Array, cohort_size: int
+) -> tuple[jax.Array, jax.Array]:
+    """Client ids of one round, uniformly without replacement among the eligible.
 
     Args:
       rng: the round's sampler key.
-      num_clients: clients in the federation.
-      cohort_size: clients per round; == num_clients means full participation
+      eligible: bool [num_clients].
+      cohort_size: slots per round; == num_clients means full participation
         (ids 0..num_clients-1 in order, no randomness).
 
     Returns:
-      int32 [cohort_size].
+      (ids int32 [cohort_size], valid bool [cohort_size]): a slot is valid when its
+      client is eligible (fewer eligible clients than slots leave slots invalid).
     """
+    num_clients = eligible.shape[0]
     if cohort_size == num_clients:
-        return jnp.arange(num_clients, dtype=jnp.int32)
-    perm = jax.random.permutation(rng, num_clients)
-    return perm[:cohort_size].astype(jnp.int32)
+        ids = jnp.arange(num_clients, dtype=jnp.int32)
+    else:
+        # Eligible clients get uniform keys in [0, 1), the others 2: the first
+        # cohort_size of the sorted order are a uniform sample of the eligible.
+        keys = jnp.where(eligible, jax.random.uniform(rng, (num_clients,)), 2.0)
+        ids = jnp.argsort(keys)[:cohort_size].astype(jnp.int32)
+    return ids, eligible[ids]
 
 
 class CohortLayout(NamedTuple):
@@ -56,13 +84,14 @@ class CohortLayout(NamedTuple):
     padded_size: int
 
 
-def layout(cohort_size: int, num_devices: int = 1, chunk_size: int | None = None) -> CohortLayout:
+def layout(cohort_size: int, num_devices: int, chunk_size: int) -> CohortLayout:
     """Pads the cohort so every device runs the same whole number of chunks.
 
     Args:
       cohort_size: real clients per round.
       num_devices: devices to shard over.
-      chunk_size: clients per vmap chunk; None = all of a device's clients at once.
+      chunk_size: clients per vmap chunk (>= 1; more than a device's share of the
+        cohort means one vmap over that share).
 
     Raises:
       ValueError: for non-positive sizes.
@@ -70,10 +99,8 @@ def layout(cohort_size: int, num_devices: int = 1, chunk_size: int | None = None
     if cohort_size < 1 or num_devices < 1:
         raise ValueError(f"cohort_size ({cohort_size}) and num_devices must be >= 1.")
     per_device = math.ceil(cohort_size / num_devices)
-    if chunk_size is None:
-        chunk_size = per_device
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}.")
+    if chunk_size is None or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size}.")
     chunk_size = min(chunk_size, per_device)
     per_device = math.ceil(per_device / chunk_size) * chunk_size
     return CohortLayout(cohort_size, num_devices, chunk_size, per_device * num_devices)

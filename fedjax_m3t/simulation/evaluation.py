@@ -15,20 +15,21 @@
 
 The global model is the server's params. A client's view merges its local
 (personal) leaves into them; with no local modules the two coincide.
-Predictions are computed on device (vmapped over clients in chunks) and scored on
-host with `fedjax_m3t.metrics`, pooled over all clients and per client.
+Predictions are computed on device (mapped over clients in chunks) and scored on
+host with `fedjax_m3t.metrics`, pooled over all clients and per client; only
+predictions and labels cross to the host.
 """
 
 import dataclasses
-import functools
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t import tree
 from fedjax_m3t import typing as t
+from fedjax_m3t.algorithms import base
 from fedjax_m3t.models import interface
 
 
@@ -49,6 +50,65 @@ class Report:
         return np.array([c.get(task, {}).get(metric, np.nan) for c in self.per_client], float)
 
 
+class Evaluator:
+    """Jitted predictions of one model, compiled once per data shape and reused.
+
+    Hold one for a run (the simulation loop does); it keeps its compiled
+    functions, and with them the model, alive only as long as it lives. Params
+    and data are arguments, never baked-in constants, so evaluating a new model
+    recompiles nothing.
+    """
+
+    def __init__(
+        self,
+        model: interface.Model,
+        personalize: Callable[[t.Params, t.PyTree], t.Params] | None = None,
+        chunk_size: int = 16,
+    ):
+        """Args: the model; personalize(global params, client_state) -> params (see
+        algorithms/base.py; needed for personalised predictions); clients per chunk."""
+        self.model = model
+        self._personalize = personalize
+
+        def one(params, examples):
+            return model.apply(params, examples, train=False)
+
+        def global_view(params, data):
+            return jax.lax.map(lambda d: one(params, d), data, batch_size=chunk_size)
+
+        def personal_view(params, client_states, data):
+            def client(x):
+                state, examples = x
+                return one(personalize(params, state), examples)
+
+            return jax.lax.map(client, (client_states, data), batch_size=chunk_size)
+
+        self._global = jax.jit(global_view)
+        self._personal = jax.jit(personal_view) if personalize is not None else None
+
+    def predict(self, params: t.Params, data: dict, client_states: t.PyTree = None) -> dict:
+        """Predictions for every client's examples, on device.
+
+        Args:
+          params: global params.
+          data: examples, leaves [num_clients, n, ...] (host or device).
+          client_states: personal leaves [num_clients, ...] to personalise with, or
+            None (or an empty tree: no local modules) for the global model.
+
+        Returns:
+          {task: [num_clients, n] or [num_clients, n, K]} device arrays.
+        """
+        if client_states is None or not jax.tree.leaves(client_states):
+            return self._global(params, data)
+        if self._personal is None:
+            raise ValueError("Evaluator(personalize=...) is needed for personalised predictions.")
+        return self._personal(params, client_states, data)
+
+    def evaluate(self, params: t.Params, data: dict, client_states: t.PyTree = None) -> "Report":
+        """predict + score (only predictions and labels reach the host)."""
+        return score(self.model, self.predict(params, data, client_states), data)
+
+
 def predict(
     model: interface.Model,
     params: t.Params,
@@ -58,7 +118,7 @@ def predict(
     client_states: t.PyTree = None,
     chunk_size: int = 16,
 ) -> dict[str, np.ndarray]:
-    """Predictions for every client's examples.
+    """Predictions for every client's examples (one-shot: compiles each call).
 
     Args:
       model: the model.
@@ -69,38 +129,24 @@ def predict(
       chunk_size: clients evaluated at once.
 
     Returns:
-      {task: [num_clients, n] or [num_clients, n, K]} host arrays.
+      {task: [num_clients, n] or [num_clients, n, K]} host arrays. Use an
+      `Evaluator` for repeated calls.
     """
-
     if client_states is not None and policy is None:
         raise ValueError("predict(client_states=...) needs the policy that defines local leaves.")
-    if client_states is not None and not jax.tree.leaves(client_states):
-        client_states = None  # No local modules: every client's view is the global model.
-    # Without client states the policy plays no part: one compiled function serves all.
-    policy = policy if client_states is not None else None
-    return jax.device_get(_predict_fn(model, policy, chunk_size)(params, client_states, data))
-
-
-@functools.lru_cache(maxsize=32)
-def _predict_fn(model, policy, chunk_size):
-    """Jitted predictions; params are arguments (not baked-in constants), cached per model."""
-
-    def one(params, state, examples):
-        if state is not None:
-            params = tree.merge(policy.local, state, params)
-        return model.apply(params, examples, train=False)
-
-    def run(params, client_states, data):
-        if client_states is None:
-            return jax.lax.map(lambda d: one(params, None, d), data, batch_size=chunk_size)
-        return jax.lax.map(lambda x: one(params, *x), (client_states, data), batch_size=chunk_size)
-
-    return jax.jit(run)
+    personalize = base.merge_local(policy) if policy is not None else None
+    evaluator = Evaluator(model, personalize, chunk_size)
+    return jax.device_get(evaluator.predict(params, data, client_states))
 
 
 def score(model: interface.Model, predictions: dict, data: dict) -> Report:
-    """Metrics of `predictions` (from `predict`) against `data`'s labels."""
-    data = jax.device_get(data)
+    """Metrics of `predictions` (from `predict`) against `data`'s labels.
+
+    Only the predictions and the label fields of `data` are moved to the host
+    (never the inputs).
+    """
+    predictions = jax.device_get(predictions)
+    data = jax.device_get({k: data[k] for k in ("mask", "label_mask", "labels")})
     pooled, per_client = {}, [{} for _ in range(data["mask"].shape[0])]
     for task in model.spec.tasks:
         keep = np.asarray(data["mask"] & data["label_mask"][task.name])
@@ -122,7 +168,7 @@ def evaluate(
     policy: policy_lib.ResolvedPolicy | None = None,
     client_states: t.PyTree = None,
 ) -> Report:
-    """predict + score."""
+    """predict + score (one-shot; an Evaluator reuses its compilation)."""
     return score(
         model, predict(model, params, data, policy=policy, client_states=client_states), data
     )

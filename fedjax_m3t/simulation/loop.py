@@ -17,11 +17,20 @@
 its own: params come from fold_in(key(seed), 0) and rounds from
 fold_in(key(seed), 1) (see simulation/round.py), so a run resumed from its
 checkpoint equals an uninterrupted one.
+
+The host never waits on a round it has just dispatched: a round's metrics are
+fetched while the next one runs (one round late), and the loop synchronises
+only to evaluate, checkpoint, call hooks, or finish. Ctrl-C is deferred to the
+end of the round in flight (its buffers are donated to the next one), so the
+state saved on interrupt is always a whole round's; a second Ctrl-C stops at once.
 """
 
 import dataclasses
 import os
+import signal
+import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -34,6 +43,7 @@ from fedjax_m3t.algorithms import base
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import checkpoint as checkpoint_lib
+from fedjax_m3t.simulation import cohort as cohort_lib
 from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import round as round_lib
@@ -46,16 +56,19 @@ class SimulationConfig:
     """How to run the rounds.
 
     Attributes:
-      rounds: total rounds (a resumed run continues up to this number).
+      rounds: total rounds (a resumed run, or one from an initial state of round r,
+        continues up to this number).
       cohort_size: clients per round.
-      chunk_size: clients vmapped at once per device; None picks the backend's fastest
-        (round.default_chunk_size: on CPU 8, or 1 when sharded; on accelerators all).
+      chunk_size: clients vmapped at once per device (>= 1); None picks the backend's
+        fastest (round.default_chunk_size: on CPU 8, or 1 when sharded; on
+        accelerators the whole per-device cohort).
       num_devices: devices to shard the cohort over (None: all local devices).
       seed: the only source of randomness.
       workdir: where metrics.jsonl and checkpoints go (None: nothing written).
       checkpoint_every: save every this many rounds (and at the end); 0 = only at the end.
-      eval_every: evaluate the global model on the test split every this many rounds
-        and log it (0 = only at the end).
+      eval_every: evaluate on the test split every this many rounds and log it, the
+        global model and, where modules are local, each client's personalised view
+        (0 = only at the end).
       tensorboard: also write TensorBoard events to <workdir>/tb.
       verbose: print progress lines.
     """
@@ -63,7 +76,7 @@ class SimulationConfig:
     rounds: int = 10
     cohort_size: int = 8
     chunk_size: int | None = None
-    num_devices: int | None = 1
+    num_devices: int | None = None
     seed: int = 0
     workdir: str | None = None
     checkpoint_every: int = 5
@@ -74,8 +87,19 @@ class SimulationConfig:
     def __post_init__(self):
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}.")
+        if self.cohort_size < 1:
+            raise ValueError(f"cohort_size must be >= 1, got {self.cohort_size}.")
         if self.checkpoint_every < 0 or self.eval_every < 0:
             raise ValueError("checkpoint_every and eval_every must be >= 0.")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(
+                f"chunk_size must be >= 1, or None for the backend's default; got "
+                f"{self.chunk_size}."
+            )
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ValueError(
+                f"num_devices must be >= 1, or None for all devices; got {self.num_devices}."
+            )
 
 
 class SimulationResult(NamedTuple):
@@ -86,7 +110,8 @@ class SimulationResult(NamedTuple):
       client_states: every client's personal leaves, [num_clients, ...].
       history: the per-round metric records (as in metrics.jsonl).
       global_report: final test metrics of the global model.
-      personal_report: final test metrics of each client's view (global + its local leaves).
+      personal_report: final test metrics of each client's view (global + its local
+        leaves); the same object as global_report when no module is local.
     """
 
     server_state: base.ServerState
@@ -96,7 +121,26 @@ class SimulationResult(NamedTuple):
     personal_report: evaluation.Report
 
 
-def initial_state(
+class RoundInfo(NamedTuple):
+    """What a hook sees after a round.
+
+    Attributes:
+      round: the round just completed.
+      server_state, client_states: the state after it. Its buffers are donated to
+        the next round: copy (jax.device_get) anything a hook keeps.
+      metrics: the round's host metrics record.
+    """
+
+    round: int
+    server_state: base.ServerState
+    client_states: t.PyTree
+    metrics: dict
+
+
+Hook = Callable[[RoundInfo], None]
+
+
+def fresh_state(
     algorithm: base.FederatedAlgorithm, model: interface.Model, num_clients: int, seed: int
 ) -> tuple[base.ServerState, t.PyTree]:
     """The round-0 server state and stacked client states [num_clients, ...]."""
@@ -107,6 +151,14 @@ def initial_state(
     return state, clients
 
 
+def engine_plan(config: SimulationConfig) -> tuple[int, int, str]:
+    """(devices, chunk size, backend) a run uses: config values, else the defaults."""
+    backend = jax.default_backend()
+    num_devices = config.num_devices or len(jax.local_devices())
+    chunk = config.chunk_size or round_lib.default_chunk_size(config.cohort_size, num_devices)
+    return num_devices, chunk, backend
+
+
 def run(
     algorithm: base.FederatedAlgorithm,
     model: interface.Model,
@@ -114,6 +166,9 @@ def run(
     config: SimulationConfig,
     *,
     fingerprint: dict | None = None,
+    initial_state: tuple[base.ServerState, t.PyTree] | None = None,
+    hooks: Sequence[Hook] = (),
+    population: cohort_lib.Population | None = None,
 ) -> SimulationResult:
     """Runs (or resumes) a federated simulation.
 
@@ -124,6 +179,14 @@ def run(
       config: rounds, cohort, devices, seed, outputs.
       fingerprint: JSON-able settings saved with checkpoints; resuming with different
         settings raises instead of silently mixing two runs.
+      initial_state: (server state, client states [num_clients, ...]) to start from
+        instead of a fresh init (another run's result, a state edited for unlearning
+        or continual learning); its round counter is kept. A checkpoint in the
+        workdir still takes precedence (that is a resume).
+      hooks: called after every round with a RoundInfo (each forces the host to
+        wait for that round).
+      population: which clients may be sampled and their groups (cohort.Population;
+        None: everyone, group 0).
 
     Returns:
       The final state, per-round history and final evaluation reports.
@@ -133,80 +196,186 @@ def run(
         fingerprint differs from this run's.
     """
     num_clients = federation.num_clients
-    mesh = None
-    num_devices = config.num_devices or len(jax.local_devices())
-    if num_devices > 1:
-        mesh = round_lib.make_client_mesh(num_devices)
+    num_devices, chunk, backend = engine_plan(config)
+    mesh = round_lib.make_client_mesh(num_devices) if num_devices > 1 else None
     round_fn = round_lib.build_round(
         algorithm,
         num_clients=num_clients,
         cohort_size=config.cohort_size,
-        chunk_size=config.chunk_size or round_lib.default_chunk_size(num_devices),
+        chunk_size=chunk,
         mesh=mesh,
         donate=True,
     )
-    state, client_states = initial_state(algorithm, model, num_clients, config.seed)
-    state, client_states, start = _maybe_resume(config, fingerprint, state, client_states)
-    rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
-    train, test = federation.train, federation.test
-    if mesh is not None:
-        replicated = NamedSharding(mesh, P())
-        train, test, state, client_states, rounds_key = jax.device_put(
-            (train, test, state, client_states, rounds_key), replicated
+    say = logging_lib.log if config.verbose else (lambda _: None)
+    say(
+        f"Engine: {num_devices} {backend} device(s), chunks of {chunk} client(s) per device"
+        + (
+            " (defaults for this backend)."
+            if not (config.num_devices and config.chunk_size)
+            else "."
         )
+    )
+    if initial_state is None:
+        state, client_states = fresh_state(algorithm, model, num_clients, config.seed)
     else:
-        # Placed once: periodic evaluations then move no data host->device either.
-        train, test = jax.device_put((train, test))
+        state, client_states = initial_state
+    state, client_states, resumed = _maybe_resume(config, fingerprint, state, client_states)
+    start = resumed or int(jax.device_get(state.round))
+    rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
+    population = population or cohort_lib.everyone(num_clients)
+    placed = (federation.train, federation.test, state, client_states, rounds_key, population)
+    if mesh is not None:
+        placed = jax.device_put(placed, NamedSharding(mesh, P()))
+    else:
+        # Placed once: rounds and periodic evaluations then move no data host->device.
+        placed = jax.device_put(placed)
+    train, test, state, client_states, rounds_key, population = placed
+    evaluator = evaluation.Evaluator(model, algorithm.personalize)
+    has_local = bool(jax.tree.leaves(client_states))
     writer = logging_lib.MetricsWriter(
         config.workdir, tensorboard=config.tensorboard, keep_until=start
     )
     checkpointer = checkpoint_lib.Checkpointer(_ckpt_dir(config)) if config.workdir else None
-    say = logging_lib.log if config.verbose else (lambda _: None)
-    if start:
+    if resumed:
         say(f"Resumed from the checkpoint of round {start} in {config.workdir}.")
-    history = logging_lib.read_metrics(config.workdir)[:start] if start else []
-    round_num = start
-    try:
-        for round_num in range(start + 1, config.rounds + 1):
-            began = time.perf_counter()
-            # Rounds move no data host->device: everything is already placed.
-            with jax.transfer_guard_host_to_device("disallow"):
-                state, client_states, metrics = round_fn(state, client_states, train, rounds_key)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            metrics["seconds"] = time.perf_counter() - began
-            if config.eval_every and round_num % config.eval_every == 0:
-                report = evaluation.evaluate(model, state.params, test)
-                metrics.update(_flatten_report(report))
-            writer.write(round_num, metrics)
-            history.append({"round": round_num, **metrics})
-            say(logging_lib.progress_line(round_num, config.rounds, metrics, metrics["seconds"]))
-            if (
+    elif start:
+        say(f"Starting from the given state of round {start}.")
+    history = logging_lib.read_metrics(config.workdir)[:start] if resumed else []
+    last_time = [time.perf_counter()]
+
+    def record(round_num, device_metrics):
+        metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        now = time.perf_counter()
+        metrics["seconds"] = now - last_time[0]
+        last_time[0] = now
+        return metrics
+
+    def finish(round_num, metrics):
+        if config.eval_every and round_num % config.eval_every == 0:
+            metrics.update(_report_metrics("test", evaluator, state.params, test, federation))
+            if has_local:
+                metrics.update(
+                    _report_metrics(
+                        "personal", evaluator, state.params, test, federation, client_states
+                    )
+                )
+        writer.write(round_num, metrics)
+        history.append({"round": round_num, **metrics})
+        say(logging_lib.progress_line(round_num, config.rounds, metrics, metrics["seconds"]))
+        for hook in hooks:
+            hook(RoundInfo(round_num, state, client_states, metrics))
+
+    def needs_sync(round_num):
+        return (
+            bool(hooks)
+            or round_num == config.rounds
+            or (config.eval_every and round_num % config.eval_every == 0)
+            or (
                 checkpointer
                 and config.checkpoint_every
                 and round_num % config.checkpoint_every == 0
-            ):
-                _save(checkpointer, round_num, state, client_states, fingerprint)
+            )
+        )
+
+    pending = None  # (round, device metrics) of the round whose metrics are not yet read.
+    done = start
+    interrupt = _DeferredInterrupt()
+    try:
+        with interrupt:
+            for round_num in range(start + 1, config.rounds + 1):
+                # Rounds move no data host->device: everything is already placed.
+                with jax.transfer_guard_host_to_device("disallow"):
+                    state, client_states, metrics = round_fn(
+                        state, client_states, train, rounds_key, population
+                    )
+                done = round_num
+                if pending is not None:  # Read while this round runs.
+                    finish(pending[0], record(*pending))
+                pending = (round_num, metrics)
+                if needs_sync(round_num) or interrupt.hit:
+                    finish(round_num, record(*pending))
+                    pending = None
+                    if (
+                        checkpointer
+                        and config.checkpoint_every
+                        and round_num % config.checkpoint_every == 0
+                    ):
+                        _save(checkpointer, round_num, state, client_states, fingerprint)
+                if interrupt.hit:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        if checkpointer and round_num > start:
-            last = int(jax.device_get(state.round))
-            _save(checkpointer, last, state, client_states, fingerprint)
-            say(f"Interrupted: saved round {last}; rerun with the same workdir to resume.")
-        raise
-    finally:
+        _save_on_interrupt(checkpointer, start, done, state, client_states, fingerprint, say)
         writer.close()
+        raise
+    writer.close()
     if checkpointer:
-        if checkpointer.latest_round() != round_num:
-            _save(checkpointer, round_num, state, client_states, fingerprint)
+        if checkpointer.latest_round() != done:
+            _save(checkpointer, done, state, client_states, fingerprint)
         checkpointer.close()
-    global_report = evaluation.evaluate(model, state.params, test)
-    personal_report = evaluation.evaluate(
-        model,
-        state.params,
-        test,
-        policy=algorithm.policy,
-        client_states=client_states,
-    )
+    global_report = _final(evaluator, state.params, test, federation)
+    personal_report = global_report
+    if has_local:
+        personal_report = _final(evaluator, state.params, test, federation, client_states)
     return SimulationResult(state, client_states, history, global_report, personal_report)
+
+
+def _final(evaluator, params, test, federation, client_states=None) -> evaluation.Report:
+    """A report scored against the host copy of the labels (no device->host data copy)."""
+    predictions = evaluator.predict(params, test, client_states)
+    return evaluation.score(evaluator.model, predictions, federation.test)
+
+
+def _report_metrics(prefix, evaluator, params, test, federation, client_states=None) -> dict:
+    report = _final(evaluator, params, test, federation, client_states)
+    return {
+        f"{prefix}/{task}/{name}": value
+        for task, values in report.pooled.items()
+        for name, value in values.items()
+        if name != "count"
+    }
+
+
+class _DeferredInterrupt:
+    """Turns the first SIGINT into a flag the loop checks between rounds.
+
+    Only in the main thread (where Python delivers signals); elsewhere a no-op.
+    """
+
+    def __init__(self):
+        self.hit = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.hit:  # Second Ctrl-C: stop now.
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _alive(tree_) -> bool:
+    return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(tree_))
+
+
+def _save_on_interrupt(checkpointer, start, done, state, client_states, fingerprint, say):
+    if not checkpointer:
+        return
+    if done > start and _alive((state, client_states)):
+        last = int(jax.device_get(state.round))
+        _save(checkpointer, last, state, client_states, fingerprint)
+        say(f"Interrupted: saved round {last}; rerun with the same workdir to resume.")
+    else:
+        kept = checkpointer.latest_round()
+        say(f"Interrupted; the last checkpoint is round {kept}: rerun with the same workdir.")
+    checkpointer.close()
 
 
 def _ckpt_dir(config: SimulationConfig) -> str:
@@ -240,12 +409,3 @@ def _maybe_resume(config, fingerprint, state, client_states):
             "to resume."
         )
     return restored["server_state"], restored["client_states"], int(meta["round"])
-
-
-def _flatten_report(report: evaluation.Report) -> dict:
-    return {
-        f"test/{task}/{name}": value
-        for task, values in report.pooled.items()
-        for name, value in values.items()
-        if name != "count"
-    }

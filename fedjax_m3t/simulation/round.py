@@ -13,26 +13,30 @@
 # limitations under the License.
 """One federated round as a single jitted, pure function.
 
-round(server_state, client_states, train_data, rounds_key)
-    -> (server_state, client_states, metrics)
+round(server_state, client_states, train_data, rounds_key, population=None)
+    -> RoundOutput(server_state, client_states, metrics)
 
 The round's key is fold_in(rounds_key, server_state.round): pure, and a run
-resumed from a checkpointed state continues with the same keys.
+resumed from a checkpointed state continues with the same keys. From it, with
+fixed tags: the sampler's, the clients' (client c: fold_in(clients_key, c)), the
+aggregator's and the server's keys.
 
-  1. sample a cohort (on device, from the round key);
-  2. gather the cohort's examples and personal states (padding slots carry no
-     examples, so they weigh exactly 0);
-  3. run the client update over the cohort: a `lax.scan` over chunks of
-     `chunk_size` clients, `jax.vmap` inside a chunk, and, with a mesh, the cohort
-     axis sharded over devices with `jax.shard_map` (partial sums `psum`'d);
-     the selective aggregate is accumulated chunk by chunk, so peak memory is set
-     by the chunk, not the cohort;
-  4. scatter the new personal states back; apply the server step.
+  1. sample a cohort among the `population.eligible` clients (on device);
+  2. the cohort's per-task loss scale from its label counts
+     (ClientContext.task_scale; see algorithms/local_training.leaf_weights);
+  3. run broadcast + client update over the cohort (algorithms/base.py): a
+     `lax.scan` over chunks of `chunk_size` clients, `jax.vmap` inside a chunk,
+     and, with a mesh, the cohort axis sharded over devices with `jax.shard_map`
+     (the aggregator's `merge_across` combines the devices). A streaming
+     aggregator accumulates chunk by chunk (peak memory set by the chunk); a
+     stacked one keeps the cohort's deltas;
+  4. finalize the aggregate (with the aggregator's state and key), scatter the
+     new personal states back, apply the server step (with its key).
 
-chunk_size=1 is a compiled loop over clients, chunk_size=cohort is one vmap:
-on CPU the loop is usually faster, on accelerators the vmap (benchmarks/).
-Each client's key is fold_in(clients_key, client_id), so results do not depend
-on the chunking or the device count.
+chunk_size=1 is a compiled loop over clients, chunk_size >= the per-device
+cohort is one vmap; None picks the backend's fastest (`default_chunk_size`).
+Each client's key depends only on its id, so results do not depend on the
+chunking; the device count changes only the order of float sums.
 """
 
 from typing import NamedTuple
@@ -41,7 +45,9 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from fedjax_m3t import tasks
 from fedjax_m3t import typing as t
+from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.simulation import cohort as cohort_lib
 
@@ -82,7 +88,7 @@ def _check_mesh(mesh: jax.sharding.Mesh) -> None:
         )
 
 
-def default_chunk_size(num_devices: int = 1, backend: str | None = None) -> int | None:
+def default_chunk_size(cohort_size: int, num_devices: int = 1, backend: str | None = None) -> int:
     """Clients per vmap chunk that was fastest on a backend (benchmarks/round_speed.py).
 
     On CPU a vmap over a whole cohort is slower than a compiled loop over clients
@@ -101,6 +107,10 @@ class RoundOutput(NamedTuple):
     metrics: t.Metrics
 
 
+# fold_in tags of the round key.
+SAMPLER_TAG, CLIENTS_TAG, AGGREGATOR_TAG, SERVER_TAG = 0, 1, 2, 3
+
+
 def _reshape_chunks(tree_, chunk: int):
     return jax.tree.map(lambda x: x.reshape((-1, chunk) + x.shape[1:]), tree_)
 
@@ -109,59 +119,102 @@ def _unchunk(tree_):
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree_)
 
 
-def _run_clients(
-    algorithm, chunk_size, server_params, client_states, train_data, ids, keys, valid, axis=None
-):
-    """Chunked scan of the client update over a cohort.
+def cohort_task_scale(train_data: dict, ids: jax.Array, valid: jax.Array) -> dict:
+    """tasks.task_scale over the cohort's clients (ClientContext.task_scale).
+
+    Args:
+      train_data: leaves [num_clients, n, ...].
+      ids: int32 [k] cohort slots (padding ids point past the end).
+      valid: [k], nonzero for real slots.
+    """
+    real = jnp.take(train_data["mask"], ids, axis=0, mode="clip") & (valid[:, None] > 0)
+    count = lambda x: jnp.sum(x.astype(jnp.float32), axis=1)
+    labels = {
+        task: count(real & jnp.take(mask, ids, axis=0, mode="clip"))
+        for task, mask in train_data["label_mask"].items()
+    }
+    return tasks.task_scale(tuple(labels), count(real), labels)
+
+
+def _client_fn(algorithm: base.FederatedAlgorithm, chunk_size: int):
+    """(state, client_states [k], data [k], contexts [k]) -> ClientOutput [k]."""
+
+    def one(server_state, client_state, examples, context):
+        received = algorithm.broadcast(server_state, context)
+        return algorithm.client_update(received, client_state, examples, context)
+
+    if chunk_size > 1:
+        return jax.vmap(one, in_axes=(None, 0, 0, base.CONTEXT_AXES))
+
+    # A size-1 vmap still batches every op (slower kernels on CPU): call directly.
+    def single(server_state, states_c, data_c, contexts_c):
+        squeeze = lambda x: x[0]
+        context = contexts_c._replace(
+            rng=contexts_c.rng[0], client_id=contexts_c.client_id[0], group=contexts_c.group[0]
+        )
+        out = one(
+            server_state, jax.tree.map(squeeze, states_c), jax.tree.map(squeeze, data_c), context
+        )
+        return jax.tree.map(lambda x: x[None], out)
+
+    return single
+
+
+def _run_clients(algorithm, chunk_size, server_state, client_states, train_data, slots, axis=None):
+    """Chunked scan of broadcast + client update over cohort slots.
 
     Each chunk gathers its own clients' examples and states from the federation
     (leaves [num_clients, ...]), so the cohort's data is never materialised at once.
-    ids, keys, valid: [k] for the k cohort slots run here. `axis`: the shard_map
-    axis when running per device (the scan carry must then be device-varying like
-    the per-device sums it accumulates).
+    `slots`: (ids, keys, valid, groups, scale), [k] each but the shared scale, for
+    the k slots run here. `axis`: the shard_map axis when running per device (the
+    scan carry must then be device-varying like the per-device sums it accumulates).
 
     Returns:
-      (aggregator accumulator, new client states [k, ...], client metrics [k]).
+      (accumulator or StackedUpdates, new client states [k, ...], client metrics [k]).
     """
-    update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
-    if chunk_size == 1:
-        # A size-1 vmap still batches every op (slower kernels on CPU): call directly.
-        def update(params, states_c, data_c, keys_c):
-            squeeze = lambda x: x[0]
-            out = algorithm.client_update(
-                params, jax.tree.map(squeeze, states_c), jax.tree.map(squeeze, data_c), keys_c[0]
-            )
-            return jax.tree.map(lambda x: x[None], out)
-
-    first = lambda x: x[0]
-    template = jax.eval_shape(
-        lambda: (
-            algorithm.client_update(
-                server_params,
-                jax.tree.map(first, client_states),
-                jax.tree.map(first, train_data),
-                keys[0],
-            ).delta
-        )
-    )
+    ids, keys, valid, groups, scale = slots
+    aggregator = algorithm.aggregator
+    update = _client_fn(algorithm, chunk_size)
 
     def chunk_step(acc, chunk):
-        ids_c, keys_c, valid_c = chunk
+        ids_c, keys_c, valid_c, groups_c = chunk
         # Padding ids point past the end: the gather clips, and the mask empties them.
         take = lambda x: jnp.take(x, ids_c, axis=0, mode="clip")
         data_c = jax.tree.map(take, train_data)
         data_c = {**data_c, "mask": data_c["mask"] & (valid_c[:, None] > 0)}
-        out = update(server_params, jax.tree.map(take, client_states), data_c, keys_c)
+        contexts = base.ClientContext(keys_c, ids_c, server_state.round, groups_c, scale)
+        out = update(server_state, jax.tree.map(take, client_states), data_c, contexts)
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
-        acc = algorithm.aggregator.accumulate(acc, out.delta, weight)
+        if aggregator.stacked:
+            return acc, (out.client_state, out.metrics, out.delta, weight)
+        acc = aggregator.accumulate(acc, out.delta, weight)
         return acc, (out.client_state, out.metrics)
 
-    acc = algorithm.aggregator.init(template)
-    if axis is not None:
-        acc = jax.lax.pcast(acc, axis, to="varying")
-    chunks = _reshape_chunks((ids, keys, valid), chunk_size)
-    acc, (new_states, metrics) = jax.lax.scan(chunk_step, acc, chunks)
-    return acc, _unchunk(new_states), _unchunk(metrics)
+    acc = ()
+    if not aggregator.stacked:
+        first = lambda x: x[0]
+        context = base.ClientContext(keys[0], ids[0], server_state.round, groups[0], scale)
+        template = jax.eval_shape(
+            lambda: (
+                algorithm.client_update(
+                    algorithm.broadcast(server_state, context),
+                    jax.tree.map(first, client_states),
+                    jax.tree.map(first, train_data),
+                    context,
+                ).delta
+            )
+        )
+        acc = aggregator.init(template)
+        if axis is not None:
+            acc = jax.lax.pcast(acc, axis, to="varying")
+    chunks = _reshape_chunks((ids, keys, valid, groups), chunk_size)
+    acc, outs = jax.lax.scan(chunk_step, acc, chunks)
+    outs = _unchunk(outs)
+    if aggregator.stacked:
+        new_states, metrics, deltas, weights = outs
+        return aggregation_base.StackedUpdates(deltas, weights), new_states, metrics
+    new_states, metrics = outs
+    return acc, new_states, metrics
 
 
 def build_round(
@@ -178,21 +231,23 @@ def build_round(
     Args:
       algorithm: the federated algorithm.
       num_clients: clients in the federation (leading axis of train data and states).
-      cohort_size: clients per round (<= num_clients).
-      chunk_size: clients vmapped at once per device (None: all of them).
+      cohort_size: client slots per round (<= num_clients).
+      chunk_size: clients vmapped at once per device, >= 1 (None: the backend's
+        fastest, `default_chunk_size`; >= the per-device cohort: one vmap).
       mesh: a 1-D 'clients' mesh with Auto axis types (make_client_mesh) to shard the
         cohort over (None: one device).
       donate: donate the server and client states' buffers (saves memory; the
         inputs are invalid afterwards).
 
     Returns:
-      round_fn(server_state, client_states, train_data, rounds_key) -> RoundOutput, with
-      client_states leaves [num_clients, ...], train_data leaves [num_clients, n, ...]
-      and this round's key fold_in(rounds_key, server_state.round).
+      round_fn(server_state, client_states, train_data, rounds_key, population=None)
+      -> RoundOutput, with client_states leaves [num_clients, ...], train_data leaves
+      [num_clients, n, ...], population a cohort.Population (None: everyone eligible,
+      group 0) and this round's key fold_in(rounds_key, server_state.round).
 
     Raises:
-      ValueError: if cohort_size is not in [1, num_clients], or the mesh is not a 1-D
-        'clients' mesh with Auto axis types.
+      ValueError: if cohort_size is not in [1, num_clients], chunk_size < 1, or the
+        mesh is not a 1-D 'clients' mesh with Auto axis types.
     """
     if not 1 <= cohort_size <= num_clients:
         raise ValueError(
@@ -201,76 +256,95 @@ def build_round(
     if mesh is not None:
         _check_mesh(mesh)
     num_devices = 1 if mesh is None else mesh.size
+    if chunk_size is None:
+        chunk_size = default_chunk_size(cohort_size, num_devices)
     plan = cohort_lib.layout(cohort_size, num_devices, chunk_size)
+    aggregator = algorithm.aggregator
 
-    def run_clients(server_params, client_states, train_data, ids, keys, valid, axis=None):
+    def run_clients(server_state, client_states, train_data, slots, axis=None):
         return _run_clients(
-            algorithm,
-            plan.chunk_size,
-            server_params,
-            client_states,
-            train_data,
-            ids,
-            keys,
-            valid,
-            axis,
+            algorithm, plan.chunk_size, server_state, client_states, train_data, slots, axis
         )
 
     run_cohort = run_clients
     if mesh is not None and num_devices > 1:
 
-        def sharded(server_params, client_states, train_data, ids, keys, valid):
+        def sharded(server_state, client_states, train_data, slots):
             # Replicated params are device-invariant: without pcast their gradient
-            # would be psum'd across devices, silently mixing clients' updates.
-            server_params = jax.lax.pcast(server_params, AXIS, to="varying")
+            # would be psum'd over devices, mixing clients (STACK.md).
+            server_state = jax.lax.pcast(server_state, AXIS, to="varying")
             acc, new_states, metrics = run_clients(
-                server_params, client_states, train_data, ids, keys, valid, AXIS
+                server_state, client_states, train_data, slots, AXIS
             )
-            # Aggregator accumulators are sums, so merging devices is a psum.
-            return jax.lax.psum(acc, AXIS), new_states, metrics
+            return aggregator.merge_across(acc, AXIS), new_states, metrics
 
+        slot_specs = (P(AXIS), P(AXIS), P(AXIS), P(AXIS), P())
+        # A stacked accumulator's rows stay sharded: the output joins the devices' rows.
+        acc_spec = P(AXIS) if aggregator.stacked else P()
         run_cohort = jax.shard_map(
             sharded,
             mesh=mesh,
-            in_specs=(P(), P(), P(), P(AXIS), P(AXIS), P(AXIS)),
-            out_specs=(P(), P(AXIS), P(AXIS)),
+            in_specs=(P(), P(), P(), slot_specs),
+            out_specs=(acc_spec, P(AXIS), P(AXIS)),
         )
 
-    def round_fn(server_state, client_states, train_data, rounds_key):
+    def round_fn(server_state, client_states, train_data, rounds_key, population=None):
+        if population is None:
+            population = cohort_lib.everyone(num_clients)
         rng = jax.random.fold_in(rounds_key, server_state.round)
-        sample_key, clients_key = jax.random.split(rng)
-        real_ids = cohort_lib.sample_cohort(sample_key, num_clients, cohort_size)
+        real_ids, real_valid = cohort_lib.sample_cohort(
+            jax.random.fold_in(rng, SAMPLER_TAG), population.eligible, cohort_size
+        )
         pad = plan.padded_size - cohort_size
         # Padding ids point past the end: gathers clip, scatters drop them.
         ids = jnp.concatenate([real_ids, jnp.full((pad,), num_clients, jnp.int32)])
-        valid = jnp.arange(plan.padded_size) < cohort_size
+        valid = jnp.concatenate([real_valid, jnp.zeros((pad,), bool)]).astype(jnp.float32)
+        clients_key = jax.random.fold_in(rng, CLIENTS_TAG)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(clients_key, ids)
+        groups = jnp.take(population.group, ids, mode="clip")
+        scale = cohort_task_scale(train_data, ids, valid)
         acc, new_states, client_metrics = run_cohort(
-            server_state.params, client_states, train_data, ids, keys, valid.astype(jnp.float32)
+            server_state, client_states, train_data, (ids, keys, valid, groups, scale)
         )
+        # Invalid slots (padding, ineligible clients) keep their clients' states.
+        ids_written = jnp.where(valid > 0, ids, num_clients)
         client_states = jax.tree.map(
-            lambda all_, new: all_.at[ids].set(new, mode="drop"), client_states, new_states
+            lambda all_, new: all_.at[ids_written].set(new, mode="drop"), client_states, new_states
+        )
+        aggregate, agg_state = aggregator.finalize(
+            acc, server_state.agg_state, jax.random.fold_in(rng, AGGREGATOR_TAG)
         )
         server_state, server_metrics = algorithm.server_apply(
-            server_state, algorithm.aggregator.finalize(acc)
+            server_state._replace(agg_state=agg_state),
+            aggregate,
+            jax.random.fold_in(rng, SERVER_TAG),
         )
         return RoundOutput(
-            server_state, client_states, _cohort_metrics(client_metrics, valid, server_metrics)
+            server_state, client_states, cohort_metrics(client_metrics, valid, server_metrics)
         )
 
     return jax.jit(round_fn, donate_argnums=(0, 1) if donate else ())
 
 
-def _cohort_metrics(client_metrics, valid, server_metrics):
-    """Example-weighted means of client metrics over the real cohort, plus server metrics."""
+def cohort_metrics(client_metrics: t.Metrics, valid: jax.Array, server_metrics: t.Metrics):
+    """The round's metrics from per-slot client metrics [k] and the server's.
+
+    'loss/<task>' is sum(loss_sum/<task>) / sum(loss_count/<task>) over the valid
+    slots: the mean over every labelled example of the cohort, not a mean of
+    per-client means (a client without the task's labels adds nothing). Other
+    client metrics are means weighted by each client's real examples.
+    """
     n = client_metrics["num_examples"] * valid
     total = jnp.sum(n)
-    out = {
-        k: jnp.sum(v * n) / jnp.maximum(total, 1.0)
-        for k, v in client_metrics.items()
-        if k != "num_examples"
-    }
+    out = {}
+    for k, v in client_metrics.items():
+        if k.startswith("loss_sum/"):
+            task = k[len("loss_sum/") :]
+            count = jnp.sum(client_metrics[f"loss_count/{task}"] * valid)
+            out[f"loss/{task}"] = jnp.sum(v * valid) / jnp.maximum(count, 1.0)
+        elif not k.startswith("loss_count/") and k != "num_examples":
+            out[k] = jnp.sum(v * n) / jnp.maximum(total, 1.0)
     out["num_examples"] = total
-    out["num_clients"] = jnp.sum(valid.astype(jnp.float32))
+    out["num_clients"] = jnp.sum(valid)
     out.update(server_metrics)
     return out

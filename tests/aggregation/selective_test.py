@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
+from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t.aggregation import selective
+from fedjax_m3t.simulation import round as round_lib
 
 
 def _cohort():
@@ -75,7 +77,8 @@ class SelectiveMeanTest(absltest.TestCase):
         for part in (slice(0, 2), slice(2, 3)):  # Chunks of 2 then 1 client.
             cut = lambda x, part=part: x[part]
             acc = selective.accumulate(acc, jax.tree.map(cut, deltas), jax.tree.map(cut, weights))
-        streamed = selective.finalize(acc)
+        streamed, state = selective.finalize(acc, (), jax.random.key(0))
+        self.assertEqual(state, ())
         _check_expected(self, streamed)
         one_shot = selective.mean(deltas, weights)
         jax.tree.map(
@@ -96,7 +99,8 @@ class SelectiveMeanTest(absltest.TestCase):
                     jax.tree.map(cut, weights),
                 )
             )
-        _check_expected(self, selective.finalize(selective.merge(*parts)))
+        merged = jax.tree.map(jnp.add, *parts)
+        _check_expected(self, selective.mean_of(merged))
 
     def test_zero_weight_padding_clients_change_nothing(self):
         deltas, weights = _cohort()
@@ -111,6 +115,42 @@ class SelectiveMeanTest(absltest.TestCase):
             padded,
             selective.mean(deltas, weights),
         )
+
+    def test_merge_across_devices_is_a_psum(self):
+        # The round's merge_across inside shard_map: 4 devices, one client each.
+        deltas, weights = _cohort()
+        pad = lambda x: jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])
+        deltas, weights = jax.tree.map(pad, deltas), jax.tree.map(pad, weights)
+        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), deltas)
+        mesh = round_lib.make_client_mesh(4)
+
+        def per_device(d, w):
+            acc = selective.accumulate(selective.init(template), d, w)
+            return selective.AGGREGATOR.merge_across(acc, round_lib.AXIS)
+
+        merged = jax.jit(
+            jax.shard_map(
+                per_device,
+                mesh=mesh,
+                in_specs=(P(round_lib.AXIS), P(round_lib.AXIS)),
+                out_specs=P(),
+            )
+        )(deltas, weights)
+        _check_expected(self, selective.mean_of(merged))
+
+    def test_bf16_deltas_sum_in_float32(self):
+        # 1 + 4 * 2^-9 is not a bf16 number (8 bits of mantissa): summing bf16 deltas in
+        # bf16 would round each partial sum; the float32 accumulator keeps it exactly.
+        deltas = {"w": jnp.asarray([1.0] + [2.0**-9] * 4, jnp.bfloat16)[:, None]}
+        weights = {"w": jnp.ones(5, jnp.float32)}
+        acc = selective.accumulate(
+            selective.init({"w": jax.ShapeDtypeStruct((1,), jnp.bfloat16)}), deltas, weights
+        )
+        self.assertEqual(acc.weighted_delta["w"].dtype, jnp.float32)
+        np.testing.assert_array_equal(acc.weighted_delta["w"], [1.0 + 4 * 2.0**-9])
+        bf16_sum = jnp.sum(deltas["w"], axis=0, dtype=jnp.bfloat16)
+        self.assertNotEqual(float(bf16_sum[0]), 1.0 + 4 * 2.0**-9)
+        self.assertEqual(selective.mean_of(acc).delta["w"].dtype, jnp.float32)
 
     def test_jit_agrees(self):
         deltas, weights = _cohort()

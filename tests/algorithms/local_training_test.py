@@ -21,8 +21,9 @@ from absl.testing import absltest, parameterized
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import tasks, tree
-from fedjax_m3t.algorithms import fed_opt, fed_prox, local_training
+from fedjax_m3t.algorithms import base, local_training, registry
 from fedjax_m3t.models import linear
+from fedjax_m3t.simulation import round as round_lib
 from tests import helpers
 
 ATOL = 1e-6
@@ -70,9 +71,15 @@ def _run_round(algorithm, params, data):
 
     @jax.jit
     def run(params, states, data, keys):
-        update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
-        outputs = update(params, states, data, keys)
-        state, _ = algorithm.server_update(algorithm.init(params), outputs)
+        # The cohort's task scale, as the engine's round computes it.
+        ids = jnp.arange(num_clients)
+        scale = round_lib.cohort_task_scale(data, ids, jnp.ones(num_clients))
+
+        def one(p, s, d, k):
+            return algorithm.client_update(p, s, d, base.make_context(k, task_scale=scale))
+
+        outputs = jax.vmap(one, in_axes=(None, 0, 0, 0))(params, states, data, keys)
+        state, _ = base.server_update(algorithm, algorithm.init(params), outputs, keys[0])
         return state, outputs
 
     return run(params, states, data, keys)
@@ -99,7 +106,9 @@ class FedSGDIdentityTest(absltest.TestCase):
                 ]
             ),
         )
-        algorithm = fed_opt.fed_avg(model, client_learning_rate=0.1, local=_config())
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=_config()
+        )
         state, outputs = _run_round(algorithm, model.init(jax.random.key(0)), data)
         head = state.params["heads"]["y"]
         np.testing.assert_allclose(head["kernel"][:, 0], [0.8 / 3, 1 / 3], rtol=0, atol=ATOL)
@@ -118,7 +127,9 @@ class FedSGDIdentityTest(absltest.TestCase):
         data = jax.tree.map(jnp.asarray, helpers.stack(clients))
         params = _nonzero_params(model)
         lr = 0.05
-        algorithm = fed_opt.fed_avg(model, client_learning_rate=lr, local=_config())
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=lr, local=_config()
+        )
         state, _ = _run_round(algorithm, params, data)
 
         # Centralised SGD on the 12 pooled examples, by hand in NumPy ...
@@ -145,11 +156,11 @@ class FedSGDIdentityTest(absltest.TestCase):
         )
 
     def test_missing_labels_selective_identity(self):
-        # With per-task label counts as leaf weights, the identity holds per task even when
-        # clients lack labels: client 0 has no 'b' label, client 1 has 2 of 4. Each task's
-        # loss is the mean over its labelled examples, so the count-weighted mean of the
-        # client gradients of head b is the gradient of the pooled mean over the 2 + 2
-        # pooled 'b' labels, and client 0 (weight 0) does not dilute it.
+        # The identity holds per head even when clients lack labels: client 0 has no 'b'
+        # label, client 1 has 2 of 4. With the cohort's task scale N^b / N_b = 6 / 4 and
+        # weights n_c for the holders of 'b', the mean of the client gradients of head b
+        # is the gradient of the pooled mean over the 2 + 2 pooled 'b' labels, and
+        # client 0 (weight 0) does not dilute it (local_training.leaf_weights).
         model = _two_task_model()
         rng = np.random.default_rng(5)
         clients = [helpers.linear_client(rng, n, ("a", "b")) for n in (3, 4, 2)]
@@ -158,9 +169,11 @@ class FedSGDIdentityTest(absltest.TestCase):
         data = jax.tree.map(jnp.asarray, helpers.stack(clients))
         params = _nonzero_params(model)
         lr = 0.1
-        algorithm = fed_opt.fed_avg(model, client_learning_rate=lr, local=_config())
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=lr, local=_config()
+        )
         state, outputs = _run_round(algorithm, params, data)
-        np.testing.assert_array_equal(outputs.weight["heads"]["b"]["bias"], [0.0, 2.0, 2.0])
+        np.testing.assert_array_equal(outputs.weight["heads"]["b"]["bias"], [0.0, 4.0, 2.0])
         np.testing.assert_array_equal(outputs.weight["heads"]["a"]["bias"], [3.0, 4.0, 2.0])
 
         pooled = jax.tree.map(lambda *xs: np.concatenate(xs), *clients)
@@ -180,8 +193,8 @@ class PolicyTest(absltest.TestCase):
         model = _two_task_model()
         params = _nonzero_params(model)
         policy = policy_lib.ModulePolicy(frozen=("heads/a",))
-        algorithm = fed_opt.fed_avg(
-            model, client_learning_rate=0.1, local=_config(2), policy=policy
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=_config(2), policy=policy
         )
         state, outputs = _run_round(algorithm, params, _two_task_clients())
         # Bit-identical after the round.
@@ -205,8 +218,8 @@ class PolicyTest(absltest.TestCase):
         model = _two_task_model()
         params = _nonzero_params(model)
         policy = policy_lib.ModulePolicy(local=("heads/b",))
-        algorithm = fed_opt.fed_avg(
-            model, client_learning_rate=0.1, local=_config(2), policy=policy
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=_config(2), policy=policy
         )
         state, outputs = _run_round(algorithm, params, _two_task_clients())
         # Never in the delta (what the server receives) ...
@@ -231,12 +244,14 @@ class PolicyTest(absltest.TestCase):
         model = _two_task_model()
         params = _nonzero_params(model)
         policy = policy_lib.ModulePolicy(local=("heads/b",))
-        algorithm = fed_opt.fed_avg(model, client_learning_rate=0.0, local=_config(), policy=policy)
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.0, local=_config(), policy=policy
+        )
         mine = jax.tree.map(
             lambda x: None if x is None else x + 5.0, algorithm.init_client_state(params)
         )
         out = algorithm.client_update(
-            params, mine, helpers.take(_two_task_clients(), 0), jax.random.key(0)
+            params, mine, helpers.take(_two_task_clients(), 0), base.make_context(jax.random.key(0))
         )
         # lr 0: the state comes back exactly as it went in.
         np.testing.assert_array_equal(
@@ -247,8 +262,8 @@ class PolicyTest(absltest.TestCase):
 class ClientUpdateTest(chex.TestCase):
     def _setup(self, batch_size=None, steps=2):
         model = _two_task_model()
-        algorithm = fed_opt.fed_avg(
-            model, client_learning_rate=0.1, local=_config(steps, batch_size)
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=_config(steps, batch_size)
         )
         params = _nonzero_params(model)
         data = helpers.take(_two_task_clients(), 1)  # 2 real examples + 1 padding row.
@@ -257,15 +272,17 @@ class ClientUpdateTest(chex.TestCase):
     def test_pure(self):
         algorithm, params, state, data = self._setup(batch_size=1)
         before = jax.tree.map(np.array, (params, data))
-        first = algorithm.client_update(params, state, data, jax.random.key(0))
-        second = algorithm.client_update(params, state, data, jax.random.key(0))
+        first = algorithm.client_update(params, state, data, base.make_context(jax.random.key(0)))
+        second = algorithm.client_update(params, state, data, base.make_context(jax.random.key(0)))
         jax.tree.map(np.testing.assert_array_equal, first, second)
         # Inputs are not modified.
         jax.tree.map(np.testing.assert_array_equal, (params, data), before)
         # With batch_size 1 the key decides the order of the examples, hence the result:
         # some other key gives the other order ([0, 1] and [1, 0] give different deltas).
         update = jax.jit(algorithm.client_update)
-        kernel = lambda k: update(params, state, data, jax.random.key(k)).delta["heads"]["a"]
+        kernel = lambda k: update(params, state, data, base.make_context(jax.random.key(k))).delta[
+            "heads"
+        ]["a"]
         self.assertTrue(
             any(
                 not np.allclose(kernel(k)["kernel"], first.delta["heads"]["a"]["kernel"])
@@ -273,11 +290,35 @@ class ClientUpdateTest(chex.TestCase):
             )
         )
 
+    def test_fixed_batch_order_ignores_the_key(self):
+        # shuffle=False reads the examples in stored order: batch_size 1 over the 2 real
+        # examples, so every key gives the same steps (with shuffling, some key does not).
+        model = _two_task_model()
+        params = _nonzero_params(model)
+        data = helpers.take(_two_task_clients(), 1)
+        config = _config(2, 1, shuffle=False)
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=config
+        )
+        update = jax.jit(algorithm.client_update)
+        state = algorithm.init_client_state(params)
+        outs = [update(params, state, data, base.make_context(jax.random.key(k))) for k in range(4)]
+        for out in outs[1:]:
+            jax.tree.map(np.testing.assert_array_equal, out.delta, outs[0].delta)
+        order = local_training.example_order(
+            jnp.asarray([True, False, True, True]), jax.random.key(0), shuffle=False
+        )
+        np.testing.assert_array_equal(order, [0, 2, 3, 1])
+
     @chex.variants(with_jit=True, without_jit=True)
     def test_jit_and_no_jit_agree(self):
         algorithm, params, state, data = self._setup(batch_size=2)
-        got = self.variant(algorithm.client_update)(params, state, data, jax.random.key(0))
-        want = jax.jit(algorithm.client_update)(params, state, data, jax.random.key(0))
+        got = self.variant(algorithm.client_update)(
+            params, state, data, base.make_context(jax.random.key(0))
+        )
+        want = jax.jit(algorithm.client_update)(
+            params, state, data, base.make_context(jax.random.key(0))
+        )
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=ATOL), got, want)
         # And it equals two full-batch SGD steps on the client's 2 examples, by hand.
         x, w, b = np.asarray(data["inputs"]["tabular"][:2], np.float64), {}, {}
@@ -299,7 +340,9 @@ class ClientUpdateTest(chex.TestCase):
     def test_client_without_examples_sends_nothing(self, batch_size):
         algorithm, params, state, data = self._setup(batch_size=batch_size)
         data = {**data, "mask": jnp.zeros_like(data["mask"])}
-        out = jax.jit(algorithm.client_update)(params, state, data, jax.random.key(0))
+        out = jax.jit(algorithm.client_update)(
+            params, state, data, base.make_context(jax.random.key(0))
+        )
         for leaf in jax.tree.leaves(out.delta) + jax.tree.leaves(out.weight):
             np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
         self.assertLen(jax.tree.leaves(out.weight), 4)
@@ -308,7 +351,9 @@ class ClientUpdateTest(chex.TestCase):
 
     def test_per_leaf_weights_follow_labels(self):
         model = _two_task_model()
-        algorithm = fed_opt.fed_avg(model, client_learning_rate=0.1, local=_config())
+        algorithm = registry.build_algorithm(
+            "fedavg", model, client_learning_rate=0.1, local=_config()
+        )
         params = _nonzero_params(model)
         # 3 real examples + 1 padding row (labelled for both tasks, but not real);
         # task 'b' is labelled on no real example.
@@ -319,11 +364,12 @@ class ClientUpdateTest(chex.TestCase):
             mask=[True, True, True, False],
         )
         out = algorithm.client_update(
-            params, algorithm.init_client_state(params), data, jax.random.key(0)
+            params, algorithm.init_client_state(params), data, base.make_context(jax.random.key(0))
         )
         weights = dict(
             zip(tree.leaf_paths(out.weight), map(float, jax.tree.leaves(out.weight)), strict=True)
         )
+        # The client's 3 real examples where it used the head, 0 where it did not.
         self.assertEqual(
             weights,
             {
@@ -336,7 +382,11 @@ class ClientUpdateTest(chex.TestCase):
         np.testing.assert_array_equal(out.delta["heads"]["b"]["kernel"], np.zeros((2, 1)))
 
     def test_leaf_weights_longest_prefix(self):
-        usage = {"enc": jnp.float32(7.0), "enc/text": jnp.float32(2.0), "heads/a": jnp.float32(1.0)}
+        usage = {
+            "enc": jnp.float32(7.0),
+            "enc/text": jnp.float32(0.0),
+            "heads/a": jnp.float32(1.0),
+        }
         shared = {
             "enc": {"text": {"k": 0.0}, "image": {"k": 0.0}},
             "heads": {"a": {"k": 0.0}, "ab": {"k": 0.0}},
@@ -344,12 +394,13 @@ class ClientUpdateTest(chex.TestCase):
             "off": None,
         }
         got = local_training.leaf_weights(usage, jnp.float32(9.0), shared)
+        # n_c = 9 where the longest-prefix module was used (count > 0), else 0.
         self.assertEqual(
             jax.tree.map(float, got),
             {
-                "enc": {"text": {"k": 2.0}, "image": {"k": 7.0}},  # Longest prefix wins.
+                "enc": {"text": {"k": 0.0}, "image": {"k": 9.0}},  # Longest prefix wins.
                 # 'heads/a' is not a prefix module of 'heads/ab'; unlisted: num_examples.
-                "heads": {"a": {"k": 1.0}, "ab": {"k": 9.0}},
+                "heads": {"a": {"k": 9.0}, "ab": {"k": 9.0}},
                 "backbone": {"k": 9.0},
                 "off": None,
             },
@@ -368,10 +419,15 @@ class ClientUpdateTest(chex.TestCase):
         params = _nonzero_params(model)
         outs = []
         for size in (batch_size, None):
-            algorithm = fed_opt.fed_avg(model, client_learning_rate=0.1, local=_config(3, size))
+            algorithm = registry.build_algorithm(
+                "fedavg", model, client_learning_rate=0.1, local=_config(3, size)
+            )
             outs.append(
                 jax.jit(algorithm.client_update)(
-                    params, algorithm.init_client_state(params), data, jax.random.key(0)
+                    params,
+                    algorithm.init_client_state(params),
+                    data,
+                    base.make_context(jax.random.key(0)),
                 )
             )
         jax.tree.map(
@@ -386,8 +442,8 @@ class ClientUpdateTest(chex.TestCase):
             _config(0)
         with self.assertRaisesRegex(ValueError, "batch_size"):
             _config(1, 0)
-        with self.assertRaisesRegex(ValueError, "prox_mu"):
-            _config(1, None, prox_mu=-1.0)
+        with self.assertRaisesRegex(ValueError, "mu must be >= 0"):
+            local_training.proximal(local_training.task_loss(_two_task_model()), -1.0, {})
 
 
 class FedProxTest(absltest.TestCase):
@@ -396,9 +452,11 @@ class FedProxTest(absltest.TestCase):
         rng = np.random.default_rng(4)
         data = jax.tree.map(jnp.asarray, helpers.linear_client(rng, 6))
         params = _nonzero_params(model)
-        algorithm = fed_prox.fed_prox(model, mu=mu, client_learning_rate=0.1, local=_config(steps))
+        algorithm = registry.build_algorithm(
+            "fedprox", model, prox_mu=mu, client_learning_rate=0.1, local=_config(steps)
+        )
         out = jax.jit(algorithm.client_update)(
-            params, algorithm.init_client_state(params), data, jax.random.key(0)
+            params, algorithm.init_client_state(params), data, base.make_context(jax.random.key(0))
         )
         return params, data, out.delta
 

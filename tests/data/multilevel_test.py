@@ -211,7 +211,7 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         )
         r2 = {}
         for name, data in (("tabular", fed.with_modalities(["tabular"])), ("both", fed)):
-            state, clients = simulation.initial_state(algorithm, model, fed.num_clients, 0)
+            state, clients = simulation.fresh_state(algorithm, model, fed.num_clients, 0)
             train = jax.device_put(data.train)
             for _ in range(6):
                 state, clients, _ = round_fn(state, clients, train, jax.random.key(0))

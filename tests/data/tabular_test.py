@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest, parameterized
 
-from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t.algorithms import base, local_training, registry
 from fedjax_m3t.data import tabular
 from fedjax_m3t.models import linear
 
@@ -220,7 +220,9 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
         params = model.init(jax.random.key(0))
         school2 = jax.tree.map(lambda x: x[1], fed.train)
         state = algorithm.init_client_state(params)
-        out = jax.jit(algorithm.client_update)(params, state, school2, jax.random.key(0))
+        out = jax.jit(algorithm.client_update)(
+            params, state, school2, base.make_context(jax.random.key(0))
+        )
         for leaf in jax.tree.leaves(out.weight["heads"]["y"]):
             self.assertEqual(float(leaf), 0.0)
         for leaf in jax.tree.leaves(out.delta["heads"]["y"]):

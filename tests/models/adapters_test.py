@@ -98,8 +98,9 @@ class AdapterConfigTest(absltest.TestCase):
         config = adapters.AdapterConfig(lora_rank=2, lora_targets=("key",))
         self.assertEqual([config.lora_rank_for(p) for p in ("query", "key")], [0, 2])
 
-    def test_mixture_of_experts_is_reserved(self):
-        with self.assertRaisesRegex(NotImplementedError, "mixture-of-experts FFN adapter"):
+    def test_no_mixture_of_experts_stub(self):
+        # The reserved-but-unimplemented MoE switch was removed (no stubs).
+        with self.assertRaises(TypeError):
             adapters.AdapterConfig(num_experts=4)
 
     def test_bad_target_raises(self):

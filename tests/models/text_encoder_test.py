@@ -27,7 +27,7 @@ import pytest
 from absl.testing import absltest
 
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t.algorithms import fed_opt, local_training
+from fedjax_m3t.algorithms import base, local_training, registry
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text
 from fedjax_m3t.models import m3t
@@ -127,7 +127,8 @@ class PretrainedTextEncoderTest(absltest.TestCase):
             params["adapters"]["text_lora"]["layer_0"]["attn"]["query"]["lora_a"].shape, (384, 4)
         )
         policy = policy_lib.ModulePolicy(frozen=("encoders/text/minilm",))
-        algorithm = fed_opt.fed_avg(
+        algorithm = registry.build_algorithm(
+            "fedavg",
             self.model,
             client_learning_rate=1e-2,
             local=local_training.LocalTrainingConfig(local_steps=2, batch_size=None),
@@ -135,13 +136,13 @@ class PretrainedTextEncoderTest(absltest.TestCase):
         )
         data = _examples(self.ids)
         out = algorithm.client_update(
-            params, algorithm.init_client_state(params), data, jax.random.key(1)
+            params, algorithm.init_client_state(params), data, base.make_context(jax.random.key(1))
         )
         # Frozen: the pretrained weights are neither trained nor sent.
         self.assertEmpty(jax.tree.leaves(out.delta["encoders"]["text"]["minilm"]))
         lora_b = out.delta["adapters"]["text_lora"]["layer_0"]["attn"]["value"]["lora_b"]
         self.assertGreater(float(np.abs(lora_b).max()), 1e-6)
-        # The LoRA factors are weighted by the examples that have text (3).
+        # The LoRA factors are weighted by the client's examples (it has text: 3 of 3).
         self.assertEqual(
             float(out.weight["adapters"]["text_lora"]["layer_0"]["attn"]["value"]["lora_b"]), 3.0
         )

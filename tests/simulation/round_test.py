@@ -24,7 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import tree
-from fedjax_m3t.algorithms import fed_opt, local_training
+from fedjax_m3t.algorithms import base, local_training, registry
 from fedjax_m3t.models import linear
 from fedjax_m3t.simulation import cohort as cohort_lib
 from fedjax_m3t.simulation import round as round_lib
@@ -51,7 +51,8 @@ def _setup(local="heads/b", steps=2, batch_size=2):
     model = linear.build_linear_model(
         helpers.tabular_spec((("a", "regression"), ("b", "regression")))
     )
-    algorithm = fed_opt.fed_avg(
+    algorithm = registry.build_algorithm(
+        "fedavg",
         model,
         client_learning_rate=0.1,
         local=local_training.LocalTrainingConfig(local_steps=steps, batch_size=batch_size),
@@ -91,26 +92,34 @@ def _run_round(cohort_size, chunk_size=None, num_devices=1, train=None, key=0):
 def _looped_round(cohort_size, key=0):
     """The round of the default `_setup()` as a Python loop over the cohort.
 
-    Per round.py: (sample_key, clients_key) = split(fold_in(rounds_key, round)); the
-    cohort is sample_cohort(sample_key, ...) and client c's key fold_in(clients_key, c).
+    Per round.py: with rng = fold_in(rounds_key, round), the cohort is
+    sample_cohort(fold_in(rng, SAMPLER_TAG), ...), client c's key
+    fold_in(fold_in(rng, CLIENTS_TAG), c), the task scale the cohort's, and the
+    aggregator and server keys fold_in(rng, AGGREGATOR_TAG / SERVER_TAG).
     """
     algorithm, state, states = _setup()
     train = _train_data()
-    rounds_key = jax.random.key(key)
-    sample_key, clients_key = jax.random.split(jax.random.fold_in(rounds_key, state.round))
-    ids = np.asarray(cohort_lib.sample_cohort(sample_key, NUM_CLIENTS, cohort_size))
+    rng = jax.random.fold_in(jax.random.key(key), state.round)
+    clients_key = jax.random.fold_in(rng, round_lib.CLIENTS_TAG)
+    ids, _ = cohort_lib.sample_cohort(
+        jax.random.fold_in(rng, round_lib.SAMPLER_TAG), jnp.ones(NUM_CLIENTS, bool), cohort_size
+    )
+    ids = np.asarray(ids)
+    scale = round_lib.cohort_task_scale(train, jnp.asarray(ids), jnp.ones(len(ids)))
     update = jax.jit(algorithm.client_update)
     outputs = [
         update(
             state.params,
             helpers.take(states, c),
             helpers.take(train, c),
-            jax.random.fold_in(clients_key, c),
+            base.make_context(jax.random.fold_in(clients_key, c), c, 0, 0, scale),
         )
         for c in ids
     ]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
-    new_state, _ = jax.jit(algorithm.server_update)(state, stacked)
+    new_state, _ = jax.jit(lambda s, o, k: base.server_update(algorithm, s, o, k))(
+        state, stacked, rng
+    )
     new_states = jax.tree.map(lambda a, n: a.at[ids].set(n), states, stacked.client_state)
     return new_state, new_states, ids, stacked
 
@@ -180,7 +189,14 @@ class RoundTest(parameterized.TestCase):
             lambda x: jnp.stack([x] * 4), algorithm.init_client_state(state.params)
         )
         keys = jax.random.split(jax.random.key(0), 4)
-        update = jax.vmap(algorithm.client_update, in_axes=(None, 0, 0, 0))
+        scale = round_lib.cohort_task_scale(train, jnp.arange(4), jnp.ones(4))
+
+        def one(params, state, data, key):
+            return algorithm.client_update(
+                params, state, data, base.make_context(key, task_scale=scale)
+            )
+
+        update = jax.vmap(one, in_axes=(None, 0, 0, 0))
         vmapped = jax.jit(update)(state.params, states, train, keys)
 
         mesh = round_lib.make_client_mesh(4)
@@ -280,8 +296,11 @@ class RoundTest(parameterized.TestCase):
 class CohortTest(parameterized.TestCase):
     def test_sample_cohort_distinct_and_in_range(self):
         seen = set()
+        everyone = jnp.ones(10, bool)
         for seed in range(20):
-            ids = np.asarray(cohort_lib.sample_cohort(jax.random.key(seed), 10, 4))
+            ids, valid = cohort_lib.sample_cohort(jax.random.key(seed), everyone, 4)
+            ids = np.asarray(ids)
+            self.assertTrue(np.asarray(valid).all())
             self.assertEqual(ids.dtype, np.int32)
             self.assertEqual(ids.shape, (4,))
             self.assertLen(set(ids.tolist()), 4)
@@ -291,19 +310,31 @@ class CohortTest(parameterized.TestCase):
 
     def test_full_participation_is_arange(self):
         for seed in range(3):
-            np.testing.assert_array_equal(
-                cohort_lib.sample_cohort(jax.random.key(seed), 7, 7), np.arange(7)
-            )
+            ids, _ = cohort_lib.sample_cohort(jax.random.key(seed), jnp.ones(7, bool), 7)
+            np.testing.assert_array_equal(ids, np.arange(7))
+
+    def test_only_eligible_clients_are_sampled(self):
+        eligible = jnp.asarray([True, False, True, True, False, True])
+        seen = set()
+        for seed in range(30):
+            ids, valid = cohort_lib.sample_cohort(jax.random.key(seed), eligible, 3)
+            self.assertTrue(np.asarray(valid).all())
+            seen.update(np.asarray(ids).tolist())
+        self.assertEqual(seen, {0, 2, 3, 5})
+        # Fewer eligible clients than slots: the extra slots are invalid.
+        ids, valid = cohort_lib.sample_cohort(jax.random.key(0), eligible, 5)
+        self.assertEqual(int(np.asarray(valid).sum()), 4)
+        self.assertEqual(set(np.asarray(ids)[np.asarray(valid)].tolist()), {0, 2, 3, 5})
 
     @parameterized.parameters(
         # (cohort, devices, chunk) -> (chunk, padded): per device ceil(cohort / devices),
         # rounded up to a multiple of the chunk (the chunk at most the per-device share).
-        (5, 1, None, 5, 5),
-        (5, 4, None, 2, 8),  # 2 per device.
+        (5, 1, 8, 5, 5),
+        (5, 4, 8, 2, 8),  # 2 per device.
         (5, 4, 1, 1, 8),
         (5, 1, 2, 2, 6),  # 3 chunks of 2.
         (10, 2, 3, 3, 12),  # 5 per device -> 2 chunks of 3.
-        (3, 4, None, 1, 4),  # Fewer clients than devices: one (padding) each.
+        (3, 4, 8, 1, 4),  # Fewer clients than devices: one (padding) each.
         (8, 2, 16, 4, 8),  # Chunk capped at the per-device share.
     )
     def test_layout(self, cohort, devices, chunk, want_chunk, want_padded):
@@ -311,7 +342,7 @@ class CohortTest(parameterized.TestCase):
         self.assertEqual(plan, cohort_lib.CohortLayout(cohort, devices, want_chunk, want_padded))
 
     def test_layout_rejects_bad_sizes(self):
-        for args in ((0, 1, None), (1, 0, None), (4, 1, 0)):
+        for args in ((0, 1, 1), (1, 0, 1), (4, 1, 0), (4, 1, None)):
             with self.assertRaises(ValueError):
                 cohort_lib.layout(*args)
 
