@@ -57,28 +57,35 @@ from fedjax_m3t.algorithms import base, fed_opt, local_training  # noqa: E402
 from fedjax_m3t.data import spec as spec_lib  # noqa: E402
 from fedjax_m3t.data import synthetic  # noqa: E402
 from fedjax_m3t.models import interface, m3t  # noqa: E402
+from fedjax_m3t.simulation import devices  # noqa: E402
 from fedjax_m3t.simulation import loop as run_lib  # noqa: E402
 from fedjax_m3t.simulation import round as round_lib  # noqa: E402
 
 flags.DEFINE_list("workloads", ["mlp"], "Workloads: mlp (W1), m3t.")
-flags.DEFINE_list("cohorts", ["64", "256"], "Cohort sizes (= clients; full participation).")
-flags.DEFINE_integer("repeats", 5, "Timed rounds per variant (after one warm-up); median.")
 flags.DEFINE_list(
-    "variants",
-    [
-        "handwritten",
-        "default",
-        "loop",
-        "engine/c1",
-        "engine/c8",
-        "engine/vmap",
-        "shard2/c1",
-        "shard2/c8",
-        "shard4/c1",
-        "shard4/c8",
-        "shard4/vmap",
-    ],
-    "Which variants to time.",
+    "cohorts",
+    None,
+    "Cohort sizes (= clients; full participation). Default: 64,256 for mlp; 32,128 for m3t.",
+)
+flags.DEFINE_integer("repeats", 5, "Timed rounds per variant (after one warm-up); median.")
+VARIANTS = (
+    "handwritten",
+    "default",
+    "loop",
+    "engine/c1",
+    "engine/c8",
+    "engine/vmap",
+    "shard2/c1",
+    "shard2/c8",
+    "shard4/c1",
+    "shard4/c8",
+    "shard4/vmap",
+)
+# The M3T transformer compiles for tens of seconds per variant: fewer, so that
+# `--workloads=m3t` ends within 10 minutes on 2 cores.
+M3T_VARIANTS = ("default", "loop", "engine/c8", "engine/vmap", "shard2/c1", "shard4/c1")
+flags.DEFINE_list(
+    "variants", None, f"Which variants to time (default: {VARIANTS}; for m3t {M3T_VARIANTS})."
 )
 FLAGS = flags.FLAGS
 
@@ -143,12 +150,13 @@ def workload(name: str, num_clients: int):
         model, data = mlp_model(), mlp_data(num_clients)
         client_opt = optax.sgd(0.1)
     elif name == "m3t":
-        # 48 examples a school (about 36 train): cohorts of 64 and 256 then fit in a few
-        # GB and the whole workload runs in minutes on 2 cores.
+        # 48 examples a school (about 36 train) and one transformer layer: cohorts of 64
+        # and 256 then fit in about 2 GB and the workload ends within 10 minutes on 2 cores.
         fed = synthetic.make_education_federation(
             synthetic.SyntheticConfig(num_clients=num_clients, mean_examples=48, quantity_skew=0.0)
         )
-        model, data = m3t.build_m3t_model(fed.spec, m3t.M3TConfig()), fed.train
+        config = m3t.M3TConfig(width=32, depth=1, num_heads=4, mlp_dim=64)
+        model, data = m3t.build_m3t_model(fed.spec, config), fed.train
         client_opt = optax.adam(3e-3)
     else:
         raise app.UsageError(f"Unknown workload {name!r}; use mlp or m3t.")
@@ -238,8 +246,13 @@ def _build_variant(variant, name, model, algorithm, data, state, client_states, 
         keys = [jax.random.fold_in(rounds_key, c) for c in range(num_clients)]
         return loop_round(algorithm, num_clients), (state, client_states, per_client, keys)
     if variant == "default":
-        # What simulation.run picks when the user sets nothing (loop.engine_plan).
-        config = run_lib.SimulationConfig(cohort_size=num_clients)
+        # What a user who sets nothing gets: `import fedjax_m3t` splits the CPU into
+        # DEFAULT_HOST_DEVICES (this process forces more for the shardN rows), and
+        # simulation.run uses them all with the backend's chunk size (engine_plan).
+        visible = len(jax.local_devices())
+        if jax.default_backend() == "cpu":
+            visible = min(visible, devices.DEFAULT_HOST_DEVICES)
+        config = run_lib.SimulationConfig(cohort_size=num_clients, num_devices=visible)
         num_devices, chunk, _ = run_lib.engine_plan(config)
         where = f"shard{num_devices}" if num_devices > 1 else "engine"
     else:
@@ -297,8 +310,9 @@ def main(argv):
         flush=True,
     )
     for name in FLAGS.workloads:
-        for cohort in FLAGS.cohorts:
-            bench(name, int(cohort), FLAGS.variants, FLAGS.repeats)
+        for cohort in FLAGS.cohorts or (("32", "128") if name == "m3t" else ("64", "256")):
+            variants = FLAGS.variants or (M3T_VARIANTS if name == "m3t" else VARIANTS)
+            bench(name, int(cohort), variants, FLAGS.repeats)
 
 
 if __name__ == "__main__":

@@ -61,11 +61,18 @@ def sample_cohort(
     if cohort_size == num_clients:
         ids = jnp.arange(num_clients, dtype=jnp.int32)
     else:
-        # Eligible clients get uniform keys in [0, 1), the others 2: the first
-        # cohort_size of the sorted order are a uniform sample of the eligible.
-        keys = jnp.where(eligible, jax.random.uniform(rng, (num_clients,)), 2.0)
-        ids = jnp.argsort(keys)[:cohort_size].astype(jnp.int32)
+        ids = shuffled_eligible(rng, eligible)[:cohort_size]
     return ids, eligible[ids]
+
+
+def shuffled_eligible(rng: t.PRNGKey, eligible: jax.Array) -> jax.Array:
+    """int32 [num_clients]: the eligible clients in uniformly random order, then the rest.
+
+    Eligible clients get uniform keys in [0, 1), the others 2, so any prefix of the
+    sorted order is a uniform sample without replacement of the eligible.
+    """
+    keys = jnp.where(eligible, jax.random.uniform(rng, eligible.shape), 2.0)
+    return jnp.argsort(keys).astype(jnp.int32)
 
 
 class CohortLayout(NamedTuple):

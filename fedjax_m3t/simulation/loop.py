@@ -223,15 +223,25 @@ def run(
     start = resumed or int(jax.device_get(state.round))
     rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
     population = population or cohort_lib.everyone(num_clients)
-    placed = (federation.train, federation.test, state, client_states, rounds_key, population)
-    if mesh is not None:
-        placed = jax.device_put(placed, NamedSharding(mesh, P()))
-    else:
-        # Placed once: rounds and periodic evaluations then move no data host->device.
-        placed = jax.device_put(placed)
-    train, test, state, client_states, rounds_key, population = placed
+    # Placed once: rounds and periodic evaluations then move no data host->device.
+    # With several devices the federation, the client states and the population are
+    # padded to whole blocks and sharded over the clients axis (each device holds
+    # its block of clients); the server state and keys are replicated.
+    per_client = (federation.train, federation.test, client_states, population)
+    train, test, states, population = place_clients(per_client, num_clients, mesh)
+    state, rounds_key = jax.device_put(
+        (state, rounds_key), NamedSharding(mesh, P()) if mesh is not None else None
+    )
+    say(
+        f"Federation data: {device_megabytes(train) + device_megabytes(test):.1f} MB "
+        f"per device ({num_devices} device(s) hold {num_clients} clients)."
+    )
+
+    def unpad(tree_):
+        return jax.tree.map(lambda x: x[:num_clients], tree_) if mesh is not None else tree_
+
     evaluator = evaluation.Evaluator(model, algorithm.personalize)
-    has_local = bool(jax.tree.leaves(client_states))
+    has_local = bool(jax.tree.leaves(states))
     writer = logging_lib.MetricsWriter(
         config.workdir, tensorboard=config.tensorboard, keep_until=start
     )
@@ -255,15 +265,13 @@ def run(
             metrics.update(_report_metrics("test", evaluator, state.params, test, federation))
             if has_local:
                 metrics.update(
-                    _report_metrics(
-                        "personal", evaluator, state.params, test, federation, client_states
-                    )
+                    _report_metrics("personal", evaluator, state.params, test, federation, states)
                 )
         writer.write(round_num, metrics)
         history.append({"round": round_num, **metrics})
         say(logging_lib.progress_line(round_num, config.rounds, metrics, metrics["seconds"]))
         for hook in hooks:
-            hook(RoundInfo(round_num, state, client_states, metrics))
+            hook(RoundInfo(round_num, state, unpad(states), metrics))
 
     def needs_sync(round_num):
         return (
@@ -285,9 +293,7 @@ def run(
             for round_num in range(start + 1, config.rounds + 1):
                 # Rounds move no data host->device: everything is already placed.
                 with jax.transfer_guard_host_to_device("disallow"):
-                    state, client_states, metrics = round_fn(
-                        state, client_states, train, rounds_key, population
-                    )
+                    state, states, metrics = round_fn(state, states, train, rounds_key, population)
                 done = round_num
                 if pending is not None:  # Read while this round runs.
                     finish(pending[0], record(*pending))
@@ -300,28 +306,58 @@ def run(
                         and config.checkpoint_every
                         and round_num % config.checkpoint_every == 0
                     ):
-                        _save(checkpointer, round_num, state, client_states, fingerprint)
+                        _save(checkpointer, round_num, state, unpad(states), fingerprint)
                 if interrupt.hit:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        _save_on_interrupt(checkpointer, start, done, state, client_states, fingerprint, say)
+        _save_on_interrupt(checkpointer, start, done, state, states, unpad, fingerprint, say)
         writer.close()
         raise
     writer.close()
     if checkpointer:
         if checkpointer.latest_round() != done:
-            _save(checkpointer, done, state, client_states, fingerprint)
+            _save(checkpointer, done, state, unpad(states), fingerprint)
         checkpointer.close()
     global_report = _final(evaluator, state.params, test, federation)
     personal_report = global_report
     if has_local:
-        personal_report = _final(evaluator, state.params, test, federation, client_states)
-    return SimulationResult(state, client_states, history, global_report, personal_report)
+        personal_report = _final(evaluator, state.params, test, federation, states)
+    return SimulationResult(state, unpad(states), history, global_report, personal_report)
+
+
+def place_clients(
+    per_client: t.PyTree, num_clients: int, mesh: jax.sharding.Mesh | None
+) -> t.PyTree:
+    """Puts per-client arrays (leaves [num_clients, ...]) on the devices, once.
+
+    With a mesh they are padded to whole blocks (round.pad_clients) and sharded
+    over its clients axis, so each device holds only its block; else they go to
+    the default device.
+    """
+    if mesh is None:
+        return jax.device_put(per_client)
+    num_padded = round_lib.padded_num_clients(num_clients, mesh.size)
+    per_client = round_lib.pad_clients(per_client, num_padded)
+    return jax.device_put(per_client, NamedSharding(mesh, P(round_lib.AXIS)))
+
+
+def device_megabytes(tree_) -> float:
+    """MB of `tree_`'s arrays held on the first local device (its shards only)."""
+    first = jax.local_devices()[0]
+    total = 0
+    for x in jax.tree.leaves(tree_):
+        total += sum(s.data.nbytes for s in x.addressable_shards if s.device == first)
+    return total / 2**20
 
 
 def _final(evaluator, params, test, federation, client_states=None) -> evaluation.Report:
-    """A report scored against the host copy of the labels (no device->host data copy)."""
+    """A report scored against the host copy of the labels (no device->host data copy).
+
+    `test` and `client_states` may hold padding clients past the federation's (sharded
+    runs): their predictions are dropped.
+    """
     predictions = evaluator.predict(params, test, client_states)
+    predictions = jax.tree.map(lambda p: p[: federation.num_clients], predictions)
     return evaluation.score(evaluator.model, predictions, federation.test)
 
 
@@ -365,12 +401,12 @@ def _alive(tree_) -> bool:
     return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(tree_))
 
 
-def _save_on_interrupt(checkpointer, start, done, state, client_states, fingerprint, say):
+def _save_on_interrupt(checkpointer, start, done, state, states, unpad, fingerprint, say):
     if not checkpointer:
         return
-    if done > start and _alive((state, client_states)):
+    if done > start and _alive((state, states)):
         last = int(jax.device_get(state.round))
-        _save(checkpointer, last, state, client_states, fingerprint)
+        _save(checkpointer, last, state, unpad(states), fingerprint)
         say(f"Interrupted: saved round {last}; rerun with the same workdir to resume.")
     else:
         kept = checkpointer.latest_round()

@@ -21,7 +21,15 @@ resumed from a checkpointed state continues with the same keys. From it, with
 fixed tags: the sampler's, the clients' (client c: fold_in(clients_key, c)), the
 aggregator's and the server's keys.
 
-  1. sample a cohort among the `population.eligible` clients (on device);
+  1. sample a cohort among the `population.eligible` clients (on device). On one
+     device: uniformly from the federation. Sharded over D devices, the
+     federation, the client states and the population are sharded over the
+     clients axis (each device holds a block of ceil(N / D) clients, padded with
+     empty ones: memory per device falls as devices are added), and each device
+     samples its share of the cohort from its own block (stratified sampling:
+     every client still has inclusion probability cohort / N when the blocks are
+     full; full participation takes every client). So with partial participation
+     the cohorts, not only the order of float sums, depend on the device count;
   2. the cohort's per-task loss scale from its label counts
      (ClientContext.task_scale; see algorithms/local_training.leaf_weights);
   3. run broadcast + client update over the cohort (algorithms/base.py): a
@@ -36,13 +44,16 @@ aggregator's and the server's keys.
 chunk_size=1 is a compiled loop over clients, chunk_size >= the per-device
 cohort is one vmap; None picks the backend's fastest (`default_chunk_size`).
 Each client's key depends only on its id, so results do not depend on the
-chunking; the device count changes only the order of float sums.
+chunking; with full participation the device count changes only the order of
+float sums.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t import tasks
@@ -119,21 +130,27 @@ def _unchunk(tree_):
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree_)
 
 
-def cohort_task_scale(train_data: dict, ids: jax.Array, valid: jax.Array) -> dict:
+def cohort_task_scale(
+    train_data: dict, rows: jax.Array, valid: jax.Array, axis: str | None = None
+) -> dict:
     """tasks.task_scale over the cohort's clients (ClientContext.task_scale).
 
     Args:
-      train_data: leaves [num_clients, n, ...].
-      ids: int32 [k] cohort slots (padding ids point past the end).
+      train_data: leaves [num_clients, n, ...] (this device's block when sharded).
+      rows: int32 [k] cohort slots' rows (padding rows point past the end).
       valid: [k], nonzero for real slots.
+      axis: when sharded, the mesh axis to sum the counts over.
     """
-    real = jnp.take(train_data["mask"], ids, axis=0, mode="clip") & (valid[:, None] > 0)
+    real = jnp.take(train_data["mask"], rows, axis=0, mode="clip") & (valid[:, None] > 0)
     count = lambda x: jnp.sum(x.astype(jnp.float32), axis=1)
     labels = {
-        task: count(real & jnp.take(mask, ids, axis=0, mode="clip"))
+        task: count(real & jnp.take(mask, rows, axis=0, mode="clip"))
         for task, mask in train_data["label_mask"].items()
     }
-    return tasks.task_scale(tuple(labels), count(real), labels)
+    num_examples = count(real)
+    if axis is not None:  # Every device needs the whole cohort's counts.
+        num_examples, labels = jax.lax.all_gather((num_examples, labels), axis, tiled=True)
+    return tasks.task_scale(tuple(labels), num_examples, labels)
 
 
 def _client_fn(algorithm: base.FederatedAlgorithm, chunk_size: int):
@@ -165,21 +182,23 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
 
     Each chunk gathers its own clients' examples and states from the federation
     (leaves [num_clients, ...]), so the cohort's data is never materialised at once.
-    `slots`: (ids, keys, valid, groups, scale), [k] each but the shared scale, for
-    the k slots run here. `axis`: the shard_map axis when running per device (the
-    scan carry must then be device-varying like the per-device sums it accumulates).
+    `slots`: (rows, ids, keys, valid, groups, scale), [k] each but the shared scale,
+    for the k slots run here: `rows` index train_data / client_states (this device's
+    block when sharded), `ids` are the clients' federation-wide ids. `axis`: the
+    shard_map axis when running per device (the scan carry must then be
+    device-varying like the per-device sums it accumulates).
 
     Returns:
       (accumulator or StackedUpdates, new client states [k, ...], client metrics [k]).
     """
-    ids, keys, valid, groups, scale = slots
+    rows, ids, keys, valid, groups, scale = slots
     aggregator = algorithm.aggregator
     update = _client_fn(algorithm, chunk_size)
 
     def chunk_step(acc, chunk):
-        ids_c, keys_c, valid_c, groups_c = chunk
-        # Padding ids point past the end: the gather clips, and the mask empties them.
-        take = lambda x: jnp.take(x, ids_c, axis=0, mode="clip")
+        rows_c, ids_c, keys_c, valid_c, groups_c = chunk
+        # Padding rows point past the end: the gather clips, and the mask empties them.
+        take = lambda x: jnp.take(x, rows_c, axis=0, mode="clip")
         data_c = jax.tree.map(take, train_data)
         data_c = {**data_c, "mask": data_c["mask"] & (valid_c[:, None] > 0)}
         contexts = base.ClientContext(keys_c, ids_c, server_state.round, groups_c, scale)
@@ -207,7 +226,7 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
         acc = aggregator.init(template)
         if axis is not None:
             acc = jax.lax.pcast(acc, axis, to="varying")
-    chunks = _reshape_chunks((ids, keys, valid, groups), chunk_size)
+    chunks = _reshape_chunks((rows, ids, keys, valid, groups), chunk_size)
     acc, outs = jax.lax.scan(chunk_step, acc, chunks)
     outs = _unchunk(outs)
     if aggregator.stacked:
@@ -260,57 +279,96 @@ def build_round(
         chunk_size = default_chunk_size(cohort_size, num_devices)
     plan = cohort_lib.layout(cohort_size, num_devices, chunk_size)
     aggregator = algorithm.aggregator
+    num_padded = padded_num_clients(num_clients, num_devices)
+    block = num_padded // num_devices  # Clients held by each device.
+    slots_per_device = plan.padded_size // num_devices
 
-    def run_clients(server_state, client_states, train_data, slots, axis=None):
-        return _run_clients(
-            algorithm, plan.chunk_size, server_state, client_states, train_data, slots, axis
-        )
-
-    run_cohort = run_clients
-    if mesh is not None and num_devices > 1:
-
-        def sharded(server_state, client_states, train_data, slots):
-            # Replicated params are device-invariant: without pcast their gradient
-            # would be psum'd over devices, mixing clients (STACK.md).
-            server_state = jax.lax.pcast(server_state, AXIS, to="varying")
-            acc, new_states, metrics = run_clients(
-                server_state, client_states, train_data, slots, AXIS
-            )
-            return aggregator.merge_across(acc, AXIS), new_states, metrics
-
-        slot_specs = (P(AXIS), P(AXIS), P(AXIS), P(AXIS), P())
-        # A stacked accumulator's rows stay sharded: the output joins the devices' rows.
-        acc_spec = P(AXIS) if aggregator.stacked else P()
-        run_cohort = jax.shard_map(
-            sharded,
-            mesh=mesh,
-            in_specs=(P(), P(), P(), slot_specs),
-            out_specs=(acc_spec, P(AXIS), P(AXIS)),
-        )
-
-    def round_fn(server_state, client_states, train_data, rounds_key, population=None):
-        if population is None:
-            population = cohort_lib.everyone(num_clients)
-        rng = jax.random.fold_in(rounds_key, server_state.round)
+    def global_slots(population, rng):
+        """One device: a uniform sample of the federation; rows = ids."""
         real_ids, real_valid = cohort_lib.sample_cohort(
             jax.random.fold_in(rng, SAMPLER_TAG), population.eligible, cohort_size
         )
         pad = plan.padded_size - cohort_size
         # Padding ids point past the end: gathers clip, scatters drop them.
-        ids = jnp.concatenate([real_ids, jnp.full((pad,), num_clients, jnp.int32)])
-        valid = jnp.concatenate([real_valid, jnp.zeros((pad,), bool)]).astype(jnp.float32)
+        ids = jnp.concatenate([real_ids, jnp.full((pad,), num_padded, jnp.int32)])
+        valid = jnp.concatenate([real_valid, jnp.zeros((pad,), bool)])
+        return ids, ids, valid
+
+    def local_slots(population, rng):
+        """Sharded: each device samples its share of the cohort from its own block."""
+        device = jax.lax.axis_index(AXIS)
+        share = cohort_size // num_devices + (device < cohort_size % num_devices)
+        if cohort_size == num_clients:  # Full participation: every client, in order.
+            rows = jnp.arange(slots_per_device, dtype=jnp.int32)
+            valid = rows < block
+        else:
+            key = jax.random.fold_in(jax.random.fold_in(rng, SAMPLER_TAG), device)
+            rows = cohort_lib.shuffled_eligible(key, population.eligible)
+            rows = rows[: min(slots_per_device, block)]
+            extra = slots_per_device - rows.shape[0]
+            rows = jnp.concatenate([rows, jnp.full((extra,), block, jnp.int32)])
+            valid = jnp.arange(slots_per_device) < share
+        valid = valid & jnp.take(population.eligible, rows, mode="clip")
+        return rows, rows + device * block, valid
+
+    def cohort_step(server_state, client_states, train_data, population, rng, axis=None):
+        """Sample, train, write states back: on one device, or per device in shard_map."""
+        rows, ids, valid = (global_slots if axis is None else local_slots)(population, rng)
+        valid = valid.astype(jnp.float32)
         clients_key = jax.random.fold_in(rng, CLIENTS_TAG)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(clients_key, ids)
-        groups = jnp.take(population.group, ids, mode="clip")
-        scale = cohort_task_scale(train_data, ids, valid)
-        acc, new_states, client_metrics = run_cohort(
-            server_state, client_states, train_data, (ids, keys, valid, groups, scale)
+        groups = jnp.take(population.group, rows, mode="clip")
+        scale = cohort_task_scale(train_data, rows, valid, axis)
+        if axis is not None:
+            # Replicated params are device-invariant: without pcast their gradient
+            # would be psum'd over devices, mixing clients (STACK.md).
+            server_state = jax.lax.pcast(server_state, axis, to="varying")
+        acc, new_states, metrics = _run_clients(
+            algorithm,
+            plan.chunk_size,
+            server_state,
+            client_states,
+            train_data,
+            (rows, ids, keys, valid, groups, scale),
+            axis,
         )
+        if axis is not None:
+            acc = aggregator.merge_across(acc, axis)
         # Invalid slots (padding, ineligible clients) keep their clients' states.
-        ids_written = jnp.where(valid > 0, ids, num_clients)
+        written = jnp.where(valid > 0, rows, jax.tree.leaves(train_data)[0].shape[0])
         client_states = jax.tree.map(
-            lambda all_, new: all_.at[ids_written].set(new, mode="drop"), client_states, new_states
+            lambda all_, new: all_.at[written].set(new, mode="drop"), client_states, new_states
         )
+        return acc, client_states, metrics, valid
+
+    run_cohort = cohort_step
+    if num_devices > 1:
+        # The federation and the client states are sharded over the clients axis:
+        # each device holds `block` clients, and trains the ones it samples.
+        acc_spec = P(AXIS) if aggregator.stacked else P()
+        run_cohort = jax.shard_map(
+            functools.partial(cohort_step, axis=AXIS),
+            mesh=mesh,
+            in_specs=(P(), P(AXIS), P(AXIS), P(AXIS), P()),
+            out_specs=(acc_spec, P(AXIS), P(AXIS), P(AXIS)),
+        )
+
+    def round_fn(server_state, client_states, train_data, rounds_key, population=None):
+        if population is None:
+            population = cohort_lib.everyone(num_clients)
+        # Inputs of num_clients rows are padded here (a copy per call); simulation.run
+        # passes them padded to num_padded and sharded once (pad_clients).
+        unpadded = jax.tree.leaves(train_data)[0].shape[0] != num_padded
+        if unpadded:
+            train_data, client_states, population = pad_clients(
+                (train_data, client_states, population), num_padded
+            )
+        rng = jax.random.fold_in(rounds_key, server_state.round)
+        acc, client_states, client_metrics, valid = run_cohort(
+            server_state, client_states, train_data, population, rng
+        )
+        if unpadded:
+            client_states = jax.tree.map(lambda x: x[:num_clients], client_states)
         aggregate, agg_state = aggregator.finalize(
             acc, server_state.agg_state, jax.random.fold_in(rng, AGGREGATOR_TAG)
         )
@@ -324,6 +382,29 @@ def build_round(
         )
 
     return jax.jit(round_fn, donate_argnums=(0, 1) if donate else ())
+
+
+def padded_num_clients(num_clients: int, num_devices: int) -> int:
+    """Clients rounded up to a multiple of the devices (each device holds a block)."""
+    return -(-num_clients // num_devices) * num_devices
+
+
+def pad_clients(tree_: t.PyTree, num_padded: int) -> t.PyTree:
+    """Pads every leaf's leading (clients) axis with zeros / False to num_padded rows.
+
+    Padding clients have no real example (mask False) and are not eligible, so they
+    are never sampled and weigh 0.
+    """
+
+    def pad(x):
+        extra = num_padded - x.shape[0]
+        if not extra:
+            return x
+        widths = [(0, extra)] + [(0, 0)] * (x.ndim - 1)
+        # Host arrays are padded on the host, so no device ever holds them whole.
+        return np.pad(x, widths) if isinstance(x, np.ndarray) else jnp.pad(x, widths)
+
+    return jax.tree.map(pad, tree_)
 
 
 def cohort_metrics(client_metrics: t.Metrics, valid: jax.Array, server_metrics: t.Metrics):

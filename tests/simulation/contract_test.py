@@ -480,6 +480,34 @@ class RunContractTest(absltest.TestCase):
         self.assertEqual([r["round"] for r in resumed.history], [1, 2, 3, 4])
         _close(resumed.server_state, straight.server_state, atol=0)
 
+    def test_the_federation_is_sharded_not_replicated(self):
+        # 6 clients on 4 devices: padded to 8, 2 per device, so device 0 holds 2/6 of
+        # the data it would hold alone (replicating it would hold 6/6).
+        federation = _run_problem()[2]
+        one = simulation.loop.device_megabytes(
+            simulation.loop.place_clients(federation.train, NUM_CLIENTS, None)
+        )
+        mesh = round_lib.make_client_mesh(4)
+        placed = simulation.loop.place_clients(federation.train, NUM_CLIENTS, mesh)
+        self.assertEqual(placed["mask"].shape[0], 8)
+        np.testing.assert_allclose(simulation.loop.device_megabytes(placed), one * 2 / 6)
+        two = round_lib.make_client_mesh(2)
+        placed = simulation.loop.place_clients(federation.train, NUM_CLIENTS, two)
+        np.testing.assert_allclose(simulation.loop.device_megabytes(placed), one * 3 / 6)
+
+    def test_sharded_run_equals_one_device_with_full_participation(self):
+        model, algorithm, federation = _run_problem()
+        one = simulation.run(algorithm, model, federation, _config(cohort_size=6))
+        four = simulation.run(
+            algorithm, model, federation, _config(cohort_size=6, num_devices=4, chunk_size=1)
+        )
+        _close(four.server_state, one.server_state, atol=1e-5)
+        _close(four.client_states, one.client_states, atol=1e-5)
+        self.assertEqual(jax.tree.leaves(four.client_states)[0].shape[0], NUM_CLIENTS)  # Unpadded.
+        self.assertAlmostEqual(
+            four.personal_report.pooled["b"]["r2"], one.personal_report.pooled["b"]["r2"], 4
+        )
+
     def test_bad_chunk_and_device_counts_are_refused(self):
         with self.assertRaisesRegex(ValueError, "chunk_size must be >= 1"):
             _config(chunk_size=0)

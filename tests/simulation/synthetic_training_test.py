@@ -39,7 +39,9 @@ def _train(federation):
         client_learning_rate=3e-3,
         client_optimizer_name="adam",
     )
-    config = fm.SimulationConfig(rounds=20, cohort_size=8, seed=0, verbose=False)
+    # One device: the sampled cohorts (stratified per device when sharded) and so the
+    # numbers pinned below do not depend on how many devices the test process has.
+    config = fm.SimulationConfig(rounds=20, cohort_size=8, seed=0, verbose=False, num_devices=1)
     return fm.simulation.run(algorithm, model, federation, config).global_report.pooled
 
 
@@ -57,6 +59,7 @@ def test_fusion_beats_chance_and_every_single_modality():
     assert fused["outcome"]["accuracy"] > majority + 0.05
     best_score = max(s["score"]["r2"] for s in singles.values())
     best_outcome = max(s["outcome"]["accuracy"] for s in singles.values())
-    # Measured (seed 0): fused R^2 0.52 vs best single 0.29 (image); accuracy 0.55 vs 0.50.
+    # Measured (seed 0, 2026-12-02): fused R^2 0.508 vs best single 0.290 (image);
+    # accuracy 0.529 vs 0.517 (tabular).
     assert fused["score"]["r2"] > best_score + 0.1, (fused, singles)
     assert fused["outcome"]["accuracy"] > best_outcome, (fused, singles)
