@@ -114,9 +114,8 @@ def mlp_model(num_features: int = 784, hidden: int = 200, classes: int = 10) -> 
             "heads": {"digit": dense(k3, hidden, classes)},
         }
 
-    def apply(params, examples, *, rng=None, train=False):
-        del rng, train  # Deterministic.
-        x = examples["inputs"]["tabular"]
+    def predict(params, inputs):
+        x = inputs["tabular"]
         for name in ("dense_0", "dense_1"):
             x = jax.nn.relu(
                 x @ params["backbone"][name]["kernel"] + params["backbone"][name]["bias"]
@@ -124,10 +123,7 @@ def mlp_model(num_features: int = 784, hidden: int = 200, classes: int = 10) -> 
         head = params["heads"]["digit"]
         return {"digit": x @ head["kernel"] + head["bias"]}
 
-    def module_usage(examples):
-        return {"backbone": jnp.sum(examples["mask"]).astype(jnp.float32)}
-
-    return interface.Model(spec=spec, init=init, apply=apply, module_usage=module_usage)
+    return interface.plain_model(spec, init, predict)
 
 
 def mlp_data(num_clients: int, per_client: int = 160, seed: int = 0) -> dict:

@@ -63,3 +63,38 @@ class Model(NamedTuple):
     init: Callable[[t.PRNGKey], t.Params]
     apply: ApplyFn
     module_usage: Callable[[dict], dict[str, jax.Array]]
+
+
+def plain_model(
+    spec: spec_lib.DataSpec,
+    init: Callable[[t.PRNGKey], t.Params],
+    predict: Callable[[t.Params, dict[str, jax.Array]], dict[str, jax.Array]],
+) -> Model:
+    """A Model from a plain network that needs none of the multi-modal layout.
+
+    `predict(params, inputs)` sees only `examples['inputs']` (e.g. {'tabular':
+    [n, F]}) and returns {task: predictions}; the model has no randomness, and
+    every leaf is weighted by the client's real examples (no module is optional).
+
+    >>> import jax.numpy as jnp
+    >>> from fedjax_m3t.data import spec
+    >>> s = spec.DataSpec(modalities=('tabular',), tabular_features=3,
+    ...     tasks=(spec.TaskSpec(name='y', kind='regression'),))
+    >>> model = plain_model(s, lambda key: {'w': jnp.zeros((3,))},
+    ...     lambda p, inputs: {'y': inputs['tabular'] @ p['w']})
+
+    Args:
+      spec: the data spec (its tasks name the outputs).
+      init: key -> params.
+      predict: (params, inputs) -> {task: [n] or [n, K]}.
+    """
+
+    def apply(params, examples, *, rng=None, train=False):
+        del rng, train  # A plain network: deterministic.
+        return predict(params, examples["inputs"])
+
+    def module_usage(examples):
+        del examples  # Unused: every leaf takes the default weight (real examples).
+        return {}
+
+    return Model(spec=spec, init=init, apply=apply, module_usage=module_usage)
