@@ -30,17 +30,18 @@ import numpy as np
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data import combine, multilevel, synthetic, tabular
+from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
+from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import baselines, equity, evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
 # Datasets read from downloaded files through a TFDS builder (--data_dir, --manual_dir):
-# name -> the module in fedjax_m3t.data.builders with its federation_from_builder.
+# name -> its folder in fedjax_m3t.datasets, whose builder has federation_from_builder.
 BUILDER_DATASETS = {
     "assistments2009": "assistments2009",
     "ednet_kt1": "ednet_kt1",
@@ -193,8 +194,8 @@ def text_encoding(settings: dict, default_length: int = 64) -> text_lib.TextEnco
 
 
 def builder_module(name: str):
-    """The fedjax_m3t.data.builders module of a downloaded dataset."""
-    return importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
+    """The fedjax_m3t.datasets builder module of a downloaded dataset."""
+    return importlib.import_module(f"fedjax_m3t.datasets.{BUILDER_DATASETS[name]}.builder")
 
 
 def dataset_options(name: str, items: list[str], accepted, taken: dict) -> dict[str, object]:

@@ -11,4 +11,4 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Readers and writers of the public education datasets' file formats."""
+"""ASAP-AES: reader.py (the essay file), writer.py (a seeded one), builder.py (TFDS)."""

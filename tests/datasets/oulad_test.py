@@ -33,12 +33,12 @@ import pandas as pd
 from absl.testing import absltest
 
 from fedjax_m3t import metrics
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.builders import oulad as oulad_builder
-from fedjax_m3t.data.formats import oulad
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.oulad import builder as oulad_builder
+from fedjax_m3t.datasets.oulad import reader, writer
 from tests import helpers
 
-_W = oulad.WEEKS
+_W = reader.WEEKS
 _KEY = ["code_module", "code_presentation", "id_student"]
 
 
@@ -85,7 +85,7 @@ class OuladTest(absltest.TestCase):
         super().setUpClass()
         cls.tmp = pathlib.Path(tempfile.mkdtemp())
         cls.manual = cls.tmp / "manual"
-        oulad.write_oulad(cls.manual, students_per_module=100, seed=0)
+        writer.write_oulad(cls.manual, students_per_module=100, seed=0)
         cls.builder = oulad_builder.Oulad(data_dir=str(cls.tmp / "tfds"))
         _quiet(common.prepare, cls.builder, manual_dir=cls.manual)
         cls.source = cls.builder.as_data_source(split="train")
@@ -119,14 +119,14 @@ class OuladTest(absltest.TestCase):
         (directory / name).write_text("".join(lines), encoding="utf-8")
 
     def test_files_have_the_real_layout_and_quirks(self):
-        for name in oulad.FILE_NAMES:
+        for name in reader.FILE_NAMES:
             header = (self.manual / name).read_text(encoding="utf-8").splitlines()[0]
-            self.assertEqual(tuple(header.split(",")), oulad.COLUMNS[name])
+            self.assertEqual(tuple(header.split(",")), reader.COLUMNS[name])
         info = _csv(self.manual, "studentInfo.csv")
         self.assertGreater(int((info.imd_band == "?").sum()), 0)
         self.assertIn("10-20", set(info.imd_band))  # No '%', as in the real file.
-        self.assertEqual(set(info.final_result), set(oulad.CLASS_NAMES))
-        self.assertEqual(sorted(set(info.code_module)), list(oulad.MODULES))
+        self.assertEqual(set(info.final_result), set(reader.CLASS_NAMES))
+        self.assertEqual(sorted(set(info.code_module)), list(writer.MODULES))
         scores = _csv(self.manual, "studentAssessment.csv").score.astype(str)
         self.assertGreater(int((scores == "?").sum()), 0)
         assessments = _csv(self.manual, "assessments.csv")
@@ -145,7 +145,7 @@ class OuladTest(absltest.TestCase):
         self.assertLen(self.source, n)
         self.assertLen(set(self.keys), n)
         expected = {
-            f"{m}_{p}_{s}": oulad.CLASS_NAMES.index(r)
+            f"{m}_{p}_{s}": reader.CLASS_NAMES.index(r)
             for m, p, s, r in info[_KEY + ["final_result"]].itertuples(index=False)
         }
         np.testing.assert_array_equal(self.data["label"], [expected[k] for k in self.keys])
@@ -172,14 +172,14 @@ class OuladTest(absltest.TestCase):
         self.assertEqual(int(self.data["clicks"].sum()), int(vle.sum_click.sum()))
 
     def test_reader_reports_missing_values(self):
-        data, printed = _quiet(oulad.read_oulad, self.manual)
+        data, printed = _quiet(reader.read_oulad, self.manual)
         info = _csv(self.manual, "studentInfo.csv")
         scores = _csv(self.manual, "studentAssessment.csv").score.astype(str)
         self.assertEqual(data.attrs["malformed"], [])
         self.assertEqual(data.attrs["dropped"], {})
         self.assertEqual(data.attrs["missing"]["imd_band"], int((info.imd_band == "?").sum()))
         self.assertEqual(data.attrs["missing"]["score"], int((scores == "?").sum()))
-        rows = sum(len(_csv(self.manual, name)) for name in oulad.FILE_NAMES)
+        rows = sum(len(_csv(self.manual, name)) for name in reader.FILE_NAMES)
         self.assertIn(f"read {rows} rows", printed)
 
     def test_chunked_reading_gives_the_same_sums_and_lines(self):
@@ -188,9 +188,9 @@ class OuladTest(absltest.TestCase):
         # its line number must account for the skipped line.
         self._edit(directory, "studentVle.csv", {2500: "AAA,2014J,1,2,3,4,5",
                                                  3000: "AAA,2014J,1,2,3,x"})  # fmt: skip
-        whole, _ = _quiet(oulad.read_oulad, directory)
-        with mock.patch.object(oulad, "_VLE_CHUNK_ROWS", 700):
-            chunked, _ = _quiet(oulad.read_oulad, directory)
+        whole, _ = _quiet(reader.read_oulad, directory)
+        with mock.patch.object(reader, "_VLE_CHUNK_ROWS", 700):
+            chunked, _ = _quiet(reader.read_oulad, directory)
         np.testing.assert_array_equal(chunked.weekly["clicks"], whole.weekly["clicks"])
         self.assertEqual(chunked.attrs["malformed"], whole.attrs["malformed"])
         self.assertEqual(
@@ -198,9 +198,9 @@ class OuladTest(absltest.TestCase):
             [("studentVle.csv", 2500), ("studentVle.csv", 3000)],
         )
         self.assertIn("sum_click 'x' is not a number", whole.attrs["malformed"][1][2])
-        with mock.patch.object(oulad, "_VLE_CHUNK_ROWS", 700):
+        with mock.patch.object(reader, "_VLE_CHUNK_ROWS", 700):
             with self.assertRaisesRegex(ValueError, r"studentVle\.csv, line 2500: malformed"):
-                oulad.read_oulad(directory, strict=True, verbose=False)
+                reader.read_oulad(directory, strict=True, verbose=False)
 
     def test_reading_an_example_twice_gives_the_same_values(self):
         again = self.builder.as_data_source(split="train")
@@ -264,7 +264,7 @@ class OuladTest(absltest.TestCase):
         names, trains, tests = common.split_by_student(
             d["code_module"], d["id_student"], d["code_presentation"]
         )
-        self.assertEqual(names, oulad.MODULES)
+        self.assertEqual(names, writer.MODULES)
         rows = np.concatenate(trains + tests)
         np.testing.assert_array_equal(np.sort(rows), np.arange(n))
         for name, train, test in zip(names, trains, tests, strict=True):
@@ -308,7 +308,7 @@ class OuladTest(absltest.TestCase):
         sub = (directory / "studentAssessment.csv").read_text(encoding="utf-8").splitlines()
         self._edit(directory, "studentAssessment.csv", {3: sub[2].rsplit(",", 1)[0] + ",150",
                                                         8: sub[7] + ",extra"})  # fmt: skip
-        data, printed = _quiet(oulad.read_oulad, directory)
+        data, printed = _quiet(reader.read_oulad, directory)
         self.assertEqual(
             [m[:2] for m in data.attrs["malformed"]],
             [("studentInfo.csv", 5), ("studentAssessment.csv", 3), ("studentAssessment.csv", 8)],
@@ -319,7 +319,7 @@ class OuladTest(absltest.TestCase):
         self.assertIn("3 malformed rows at studentInfo.csv:5", printed)
         self.assertLen(data.students, len(self.source) - 1)
         with self.assertRaisesRegex(ValueError, r"studentInfo\.csv, line 5: malformed row"):
-            oulad.read_oulad(directory, strict=True)
+            reader.read_oulad(directory, strict=True)
         builder = oulad_builder.Oulad(data_dir=str(directory.parent / "tfds"), strict=True)
         with self.assertRaisesRegex(ValueError, "line 5: malformed row"):
             _quiet(common.prepare, builder, manual_dir=directory)
@@ -331,7 +331,7 @@ class OuladTest(absltest.TestCase):
         with self.assertRaisesRegex(
             ValueError, re.escape(str(directory / "studentVle.csv")) + ".*no column 'sum_click'"
         ):
-            oulad.read_oulad(directory)
+            reader.read_oulad(directory)
 
     def test_wrong_encoding_is_named(self):
         directory = self._copy()
@@ -340,7 +340,7 @@ class OuladTest(absltest.TestCase):
             text.replace("Wales", "Cymru é").encode("latin-1")
         )
         with self.assertRaisesRegex(ValueError, r"studentInfo\.csv is not utf-8"):
-            _quiet(oulad.read_oulad, directory)
+            _quiet(reader.read_oulad, directory)
 
     def test_missing_file_names_the_file_and_the_download_page(self):
         directory = self._copy()
@@ -348,7 +348,7 @@ class OuladTest(absltest.TestCase):
         with self.assertRaisesRegex(
             FileNotFoundError, r"studentAssessment\.csv.*analyse\.kmi\.open\.ac\.uk/open_dataset"
         ):
-            oulad.read_oulad(directory)
+            reader.read_oulad(directory)
         builder = oulad_builder.Oulad(data_dir=str(directory.parent / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, "studentAssessment"):
             _quiet(common.prepare, builder, manual_dir=directory)

@@ -32,12 +32,13 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
-from fedjax_m3t.data.builders import common, ednet_kt1
-from fedjax_m3t.data.formats import ednet
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.ednet_kt1 import builder as ednet_kt1_builder
+from fedjax_m3t.datasets.ednet_kt1 import reader, writer
 from tests import helpers
 
-_L = ednet_kt1.INTERACTION_LENGTH
-_MAX = ednet_kt1.MAX_WINDOWS_PER_STUDENT
+_L = ednet_kt1_builder.INTERACTION_LENGTH
+_MAX = ednet_kt1_builder.MAX_WINDOWS_PER_STUDENT
 
 
 def _quiet(fn, *args, **kwargs):
@@ -77,13 +78,13 @@ class EdnetTest(absltest.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.tmp = pathlib.Path(tempfile.mkdtemp())
-        cls.manual = ednet.write_ednet_kt1(cls.tmp / "manual", students_per_centre=30, seed=0)
-        cls.builder = ednet_kt1.EdnetKt1(data_dir=str(cls.tmp / "tfds"))
+        cls.manual = writer.write_ednet_kt1(cls.tmp / "manual", students_per_centre=30, seed=0)
+        cls.builder = ednet_kt1_builder.EdnetKt1(data_dir=str(cls.tmp / "tfds"))
         _quiet(common.prepare, cls.builder, manual_dir=cls.manual)
         cls.source = cls.builder.as_data_source(split="train")
         cls.data = common.read_all(cls.builder)
         cls.kept, cls.bad = _expected(cls.manual)
-        cls.fed = ednet_kt1.federation_from_builder(cls.builder)  # Natural, seed 0.
+        cls.fed = ednet_kt1_builder.federation_from_builder(cls.builder)  # Natural, seed 0.
 
     @classmethod
     def tearDownClass(cls):
@@ -97,8 +98,8 @@ class EdnetTest(absltest.TestCase):
 
     def test_files_have_the_real_layout(self):
         raw, questions = _raw(self.manual)
-        self.assertEqual(tuple(questions.columns), ednet.QUESTION_COLUMNS)
-        self.assertEqual(tuple(raw.columns[:5]), ednet.COLUMNS)
+        self.assertEqual(tuple(questions.columns), reader.QUESTION_COLUMNS)
+        self.assertEqual(tuple(raw.columns[:5]), reader.COLUMNS)
         self.assertTrue(raw.question_id.str.fullmatch(r"q\d+").all())
         self.assertTrue(questions.bundle_id.str.fullmatch(r"b\d+").all())
         self.assertTrue(set(questions.part.astype(int)) <= set(range(1, 8)))
@@ -116,7 +117,7 @@ class EdnetTest(absltest.TestCase):
         self.assertTrue((ts[ok].groupby(raw.user_id[ok]).diff().dropna() > 0).all())
 
     def test_reader_counts_drops_like_pandas(self):
-        df, printed = _quiet(ednet.read_ednet_kt1, self.manual)
+        df, printed = _quiet(reader.read_ednet_kt1, self.manual)
         raw, _ = _raw(self.manual)
         kept = self.kept
         self.assertEqual(df.attrs["rows"], len(raw))
@@ -140,14 +141,14 @@ class EdnetTest(absltest.TestCase):
         self.assertIn(f"{len(self.bad)} malformed rows at KT1/u", printed)
 
     def test_max_users_reads_the_first_files_and_prints_progress(self):
-        df, printed = _quiet(ednet.read_ednet_kt1, self.manual, max_users=5, progress_every=2)
+        df, printed = _quiet(reader.read_ednet_kt1, self.manual, max_users=5, progress_every=2)
         first = sorted(p.name for p in (self.manual / "KT1").iterdir())[:5]
         self.assertEqual(list(pd.unique(df.user_id)), [int(n[1:-4]) for n in first])
         self.assertEqual(df.attrs["user_files"], 5)
         self.assertIn("EdNet KT1: 2/5 user files read", printed)
         self.assertIn("EdNet KT1: 4/5 user files read", printed)
         with self.assertRaisesRegex(ValueError, "max_users"):
-            ednet.read_ednet_kt1(self.manual, max_users=0)
+            reader.read_ednet_kt1(self.manual, max_users=0)
 
     def test_example_count_and_shapes(self):
         sizes = self.kept.groupby("user_id").size().to_numpy()
@@ -189,8 +190,8 @@ class EdnetTest(absltest.TestCase):
         # max_users=20 in blocks of 7 users: the windows of those users, unchanged.
         first = sorted(p.name for p in (self.manual / "KT1").iterdir())[:20]
         users = [int(n[1:-4]) for n in first]
-        builder = ednet_kt1.EdnetKt1(data_dir=str(self.tmp / "tfds_20"), max_users=20)
-        with mock.patch.object(ednet_kt1, "_USERS_PER_BLOCK", 7):
+        builder = ednet_kt1_builder.EdnetKt1(data_dir=str(self.tmp / "tfds_20"), max_users=20)
+        with mock.patch.object(ednet_kt1_builder, "_USERS_PER_BLOCK", 7):
             _quiet(common.prepare, builder, manual_dir=self.manual)
         sub = common.read_all(builder)
         sizes = self.kept[self.kept.user_id.isin(users)].groupby("user_id").size().to_numpy()
@@ -203,7 +204,7 @@ class EdnetTest(absltest.TestCase):
 
     def test_every_example_lands_in_exactly_one_client(self):
         d = self.data
-        month = ednet_kt1.month_names(d["start_month"])
+        month = ednet_kt1_builder.month_names(d["start_month"])
         fed = self.fed
         names, trains, tests = common.split_by_student(
             month, d["user_id"], d["order_id"], test_fraction=0.25, seed=0
@@ -221,7 +222,7 @@ class EdnetTest(absltest.TestCase):
             self.assertEmpty(set(d["user_id"][train]) & set(d["user_id"][test]))
         np.testing.assert_array_equal(fed.num_examples("train"), [len(t) for t in trains])
         np.testing.assert_array_equal(fed.num_examples("test"), [len(t) for t in tests])
-        skewed = ednet_kt1.federation_from_builder(
+        skewed = ednet_kt1_builder.federation_from_builder(
             self.builder, partition="dirichlet", num_clients=5, alpha=0.1
         )
         names, trains, tests = common.split_dirichlet(d["label"], 5, 0.1, seed=0)
@@ -231,7 +232,7 @@ class EdnetTest(absltest.TestCase):
         np.testing.assert_array_equal(skewed.num_examples("train"), [len(t) for t in trains])
         np.testing.assert_array_equal(skewed.num_examples("test"), [len(t) for t in tests])
         with self.assertRaisesRegex(ValueError, "partition must be"):
-            ednet_kt1.federation_from_builder(self.builder, partition="school")
+            ednet_kt1_builder.federation_from_builder(self.builder, partition="school")
 
     def test_start_cohorts_are_not_iid(self):
         # Centres (hence start months) differ in ability: correct rates spread out.
@@ -248,9 +249,9 @@ class EdnetTest(absltest.TestCase):
         skills = fed.train["inputs"]["interaction"][..., 0][fed.train["mask"]]
         self.assertEqual(set(np.unique(skills)) - {0}, set(range(1, k + 1)))
         with self.assertRaisesRegex(ValueError, "num_skills"):
-            ednet_kt1.federation_from_builder(self.builder, num_skills=k - 1)
+            ednet_kt1_builder.federation_from_builder(self.builder, num_skills=k - 1)
         # A data_dir works as well as a builder.
-        again = ednet_kt1.federation_from_builder(self.tmp / "tfds", num_skills=k + 3)
+        again = ednet_kt1_builder.federation_from_builder(self.tmp / "tfds", num_skills=k + 3)
         self.assertEqual(again.spec.num_skills, k + 3)
         np.testing.assert_array_equal(
             again.train["labels"]["correct"], fed.train["labels"]["correct"]
@@ -261,14 +262,14 @@ class EdnetTest(absltest.TestCase):
         name = sorted((root / "KT1").iterdir())[0]
         lines = name.read_text().splitlines(keepends=True)
         fields = lines[2].rstrip("\n").split(",")
-        fields[ednet.COLUMNS.index("user_answer")] = "e"
+        fields[reader.COLUMNS.index("user_answer")] = "e"
         lines[2] = ",".join(fields) + "\n"  # Line 3 (line 1 is the header).
         lines[4] = lines[4].rstrip("\n") + ",extra\n"  # Line 5: one field too many.
         fields = lines[5].rstrip("\n").split(",")
         fields[0] = "-5"
         lines[5] = ",".join(fields) + "\n"  # Line 6: a bad timestamp.
         name.write_text("".join(lines))
-        df, printed = _quiet(ednet.read_ednet_kt1, root, max_users=1)
+        df, printed = _quiet(reader.read_ednet_kt1, root, max_users=1)
         where = f"KT1/{name.name}"
         got = {line: reason for f, line, reason in df.attrs["malformed"] if f == where}
         self.assertContainsSubset({3, 5, 6}, set(got))
@@ -277,16 +278,16 @@ class EdnetTest(absltest.TestCase):
         self.assertEqual(got[6], "timestamp '-5' is not an integer")
         self.assertIn(f"{where}:3", printed)
         with self.assertRaisesRegex(ValueError, re.escape(where) + ", line 3: malformed row"):
-            ednet.read_ednet_kt1(root, max_users=1, strict=True)
+            reader.read_ednet_kt1(root, max_users=1, strict=True)
         # The generated files hold malformed rows (unknown questions, empty timestamps).
         f, line = min(zip(self.bad.file, self.bad.line, strict=True))  # The first one read.
         with self.assertRaisesRegex(ValueError, re.escape(f"{f}, line {line}: malformed")):
-            ednet.read_ednet_kt1(self.manual, strict=True, verbose=False)
-        strict = ednet_kt1.EdnetKt1(data_dir=str(root.parent / "tfds"), strict=True)
+            reader.read_ednet_kt1(self.manual, strict=True, verbose=False)
+        strict = ednet_kt1_builder.EdnetKt1(data_dir=str(root.parent / "tfds"), strict=True)
         with self.assertRaisesRegex(ValueError, "malformed row"):
             _quiet(common.prepare, strict, manual_dir=self.manual)
         unknown = self.bad[self.bad.timestamp != ""].iloc[0]
-        df, _ = _quiet(ednet.read_ednet_kt1, self.manual)
+        df, _ = _quiet(reader.read_ednet_kt1, self.manual)
         self.assertIn(
             (unknown.file, unknown.line, f"question_id {unknown.question_id!r} is not in "
              "contents/questions.csv"), df.attrs["malformed"]
@@ -297,11 +298,11 @@ class EdnetTest(absltest.TestCase):
         name = sorted((root / "KT1").iterdir())[3]
         pd.read_csv(name, dtype=str).drop(columns="user_answer").to_csv(name, index=False)
         with self.assertRaisesRegex(ValueError, re.escape(str(name)) + ".*no column 'user_answer'"):
-            _quiet(ednet.read_ednet_kt1, root)
-        questions = root / ednet.QUESTIONS_FILE
+            _quiet(reader.read_ednet_kt1, root)
+        questions = root / reader.QUESTIONS_FILE
         pd.read_csv(questions, dtype=str).drop(columns="tags").to_csv(questions, index=False)
         with self.assertRaisesRegex(ValueError, re.escape(str(questions)) + ".*no column 'tags'"):
-            _quiet(ednet.read_ednet_kt1, root)
+            _quiet(reader.read_ednet_kt1, root)
 
     def test_wrong_encoding_names_the_file_and_utf8(self):
         root = self._copy()
@@ -311,17 +312,17 @@ class EdnetTest(absltest.TestCase):
         bad = "1,1,q1,é,1000\n".encode("latin-1")
         name.write_bytes(b"".join(lines[:1] + lines[1:2] * 600 + [bad] + lines[1:]))
         with self.assertRaisesRegex(ValueError, re.escape(str(name)) + ": not utf-8"):
-            _quiet(ednet.read_ednet_kt1, root)
+            _quiet(reader.read_ednet_kt1, root)
 
     def test_missing_file_names_the_file_and_the_download_page(self):
         missing = pathlib.Path(tempfile.mkdtemp(dir=self.tmp))
         with self.assertRaisesRegex(FileNotFoundError, r"contents/questions\.csv.*riiid/ednet"):
-            ednet.read_ednet_kt1(missing)
+            reader.read_ednet_kt1(missing)
         (missing / "contents").mkdir()
-        shutil.copy(self.manual / ednet.QUESTIONS_FILE, missing / ednet.QUESTIONS_FILE)
+        shutil.copy(self.manual / reader.QUESTIONS_FILE, missing / reader.QUESTIONS_FILE)
         with self.assertRaisesRegex(FileNotFoundError, r"KT1/u\{user_id\}\.csv.*riiid/ednet"):
-            ednet.read_ednet_kt1(missing)
-        builder = ednet_kt1.EdnetKt1(data_dir=str(missing / "tfds"))
+            reader.read_ednet_kt1(missing)
+        builder = ednet_kt1_builder.EdnetKt1(data_dir=str(missing / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, "KT1/u"):
             _quiet(common.prepare, builder, manual_dir=missing)
 

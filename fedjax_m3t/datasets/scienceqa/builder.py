@@ -14,7 +14,7 @@
 """A TFDS builder of ScienceQA multiple-choice questions, and its federation.
 
 `ScienceQa` reads the manually downloaded ScienceQA directory (problems.json,
-pid_splits.json, images/) through `fedjax_m3t.data.formats.scienceqa` and writes
+pid_splits.json, images/) through `fedjax_m3t.datasets.scienceqa.reader` and writes
 array_record files: one example per question, with its text fields, its answer and
 its image as grey-scale uint8 [S, S] (zeros and has_image False without one), read
 back with random access and no TensorFlow through `builder.as_data_source()`. One
@@ -62,17 +62,17 @@ import tensorflow_datasets as tfds
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.formats import scienceqa
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.scienceqa import reader
 
 IMAGE_SIZES = (28, 56)
-MAX_CHOICES = scienceqa.MAX_CHOICES
+MAX_CHOICES = reader.MAX_CHOICES
 TEXT_LENGTH = 96
 INSTITUTIONS = ("grade_band", "subject", "grade")
 TASKS = (
     spec_lib.TaskSpec(
         name="answer", kind="multiclass", num_classes=MAX_CHOICES,
-        class_names=tuple(scienceqa.LETTERS[:MAX_CHOICES]),
+        class_names=tuple(reader.LETTERS[:MAX_CHOICES]),
     ),
 )  # fmt: skip
 _CHOICE_SEPARATOR = "\n"  # Joins a question's choices in one Text feature.
@@ -95,8 +95,8 @@ class ScienceQa(tfds.core.GeneratorBasedBuilder):
         for s in IMAGE_SIZES
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Get `{scienceqa.PROBLEMS_FILE}`, `{scienceqa.SPLITS_FILE}` and the images from
-    {scienceqa.DOWNLOAD_PAGE}. The data is licensed CC BY-NC-SA 4.0 (non-commercial,
+    Get `{reader.PROBLEMS_FILE}`, `{reader.SPLITS_FILE}` and the images from
+    {reader.DOWNLOAD_PAGE}. The data is licensed CC BY-NC-SA 4.0 (non-commercial,
     share alike). Put the two JSON files and the `images/` folder (images/train/<pid>/
     image.png, images/val/..., images/test/...), unchanged, in the manual directory:
     `<data_dir>/downloads/manual/` or the directory given as
@@ -122,7 +122,7 @@ class ScienceQa(tfds.core.GeneratorBasedBuilder):
                 "ScienceQA multiple-choice questions: question, hint, choices (joined by "
                 "newlines), lecture, the answer index, grade (1-12), subject, topic, skill, "
                 f"official split, and the image as grey-scale uint8 [{size}, {size}] "
-                "(zeros if has_image is False). See fedjax_m3t.data.formats.scienceqa."
+                "(zeros if has_image is False). See fedjax_m3t.datasets.scienceqa.reader."
             ),
             features=tfds.features.FeaturesDict(
                 {
@@ -142,14 +142,14 @@ class ScienceQa(tfds.core.GeneratorBasedBuilder):
                     "image": tfds.features.Tensor(shape=(size, size), dtype=np.uint8),
                 }
             ),
-            homepage="https://scienceqa.github.io",
+            homepage="https://reader.github.io",
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
         return {"train": self._generate_examples(pathlib.Path(dl_manager.manual_dir))}
 
     def _generate_examples(self, directory: pathlib.Path):
-        df = scienceqa.read_scienceqa(
+        df = reader.read_scienceqa(
             directory, image_size=self.builder_config.image_size, strict=self.strict
         )
         for row in df.itertuples(index=False):
@@ -185,12 +185,12 @@ def institution_of(data: dict[str, np.ndarray], institution: str) -> tuple[np.nd
       ValueError: for an institution not in INSTITUTIONS.
     """
     if institution == "grade_band":
-        return (np.asarray(data["grade"]) - 1) // 4, scienceqa.GRADE_BANDS
+        return (np.asarray(data["grade"]) - 1) // 4, reader.GRADE_BANDS
     if institution == "grade":
         return np.asarray(data["grade"]) - 1, tuple(f"grade{g}" for g in range(1, 13))
     if institution == "subject":
-        lookup = {s: i for i, s in enumerate(scienceqa.SUBJECTS)}
-        return np.array([lookup[s] for s in data["subject"]], np.int64), scienceqa.SUBJECTS
+        lookup = {s: i for i, s in enumerate(reader.SUBJECTS)}
+        return np.array([lookup[s] for s in data["subject"]], np.int64), reader.SUBJECTS
     raise ValueError(f"institution must be one of {INSTITUTIONS}, got {institution!r}.")
 
 
@@ -292,9 +292,7 @@ def federation_from_builder(
         names = tuple(institution_names[int(c)] for c in names)
     encoding = text_encoding or text_lib.TextEncoding(kind="hash", length=TEXT_LENGTH)
     texts = [
-        scienceqa.question_text(
-            q, h, c.split(_CHOICE_SEPARATOR), lecture if include_lecture else ""
-        )
+        reader.question_text(q, h, c.split(_CHOICE_SEPARATOR), lecture if include_lecture else "")
         for q, h, c, lecture in zip(
             data["question"], data["hint"], data["choices"], data["lecture"], strict=True
         )

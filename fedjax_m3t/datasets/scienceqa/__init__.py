@@ -11,4 +11,4 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""TFDS builders of the public education datasets (array_record, read without TensorFlow)."""
+"""ScienceQA: reader.py (the files), writer.py (seeded ones), builder.py (TFDS)."""

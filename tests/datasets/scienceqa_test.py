@@ -36,9 +36,9 @@ from absl.testing import absltest
 from PIL import Image
 
 from fedjax_m3t.data import text
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.builders import scienceqa as scienceqa_builder
-from fedjax_m3t.data.formats import scienceqa
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.scienceqa import builder as scienceqa_builder
+from fedjax_m3t.datasets.scienceqa import reader, writer
 from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
@@ -72,7 +72,7 @@ class ScienceQaTest(absltest.TestCase):
         super().setUpClass()
         cls.tmp = pathlib.Path(tempfile.mkdtemp())
         cls.manual = cls.tmp / "manual"
-        cls.path = scienceqa.write_scienceqa(cls.manual, num_questions=_NUM_QUESTIONS, seed=0)
+        cls.path = writer.write_scienceqa(cls.manual, num_questions=_NUM_QUESTIONS, seed=0)
         cls.problems = json.loads(cls.path.read_text(encoding="utf-8"))
         cls.frame = pd.read_json(cls.path, orient="index", dtype=False)
         cls.builder = scienceqa_builder.ScienceQa(data_dir=str(cls.tmp / "tfds"))
@@ -93,10 +93,10 @@ class ScienceQaTest(absltest.TestCase):
 
     def test_files_have_the_real_layout(self):
         first = next(iter(self.problems.values()))
-        self.assertEqual(tuple(first), scienceqa.COLUMNS)
+        self.assertEqual(tuple(first), reader.COLUMNS)
         self.assertEqual(list(self.problems), [str(i) for i in range(1, _NUM_QUESTIONS + 1)])
-        splits = json.loads((self.manual / scienceqa.SPLITS_FILE).read_text(encoding="utf-8"))
-        for split in scienceqa.SPLITS:
+        splits = json.loads((self.manual / reader.SPLITS_FILE).read_text(encoding="utf-8"))
+        for split in reader.SPLITS:
             self.assertEqual(
                 set(splits[split]), set(self.frame.index[self.frame.split == split].astype(str))
             )
@@ -115,7 +115,7 @@ class ScienceQaTest(absltest.TestCase):
         self.assertEqual(set(self.frame.grade), {f"grade{g}" for g in range(1, 13)})
 
     def test_reader_matches_plain_json(self):
-        df, printed = _quiet(scienceqa.read_scienceqa, self.manual)
+        df, printed = _quiet(reader.read_scienceqa, self.manual)
         self.assertLen(df, _NUM_QUESTIONS)
         self.assertEqual(df.attrs["malformed"], [])
         self.assertEqual(df.attrs["missing_images"], [])
@@ -126,7 +126,7 @@ class ScienceQaTest(absltest.TestCase):
         np.testing.assert_array_equal(df.has_image, self.frame.image.notna())
         self.assertIn(f"kept {_NUM_QUESTIONS} ({int(df.has_image.sum())} with an image)", printed)
         # The same from the path of problems.json.
-        again, _ = _quiet(scienceqa.read_scienceqa, self.path, image_size=56)
+        again, _ = _quiet(reader.read_scienceqa, self.path, image_size=56)
         self.assertEqual(again.pixels[0].shape, (56, 56))
 
     def test_example_count_and_shapes(self):
@@ -174,7 +174,7 @@ class ScienceQaTest(absltest.TestCase):
         rows = np.flatnonzero(((self.data["grade"] - 1) // 4 == 0) & (self.data["split"] != "test"))
         d = {k: self.data[k][rows] for k in ("question", "hint", "choices")}
         texts = [
-            scienceqa.question_text(q, h, c.split("\n"))
+            reader.question_text(q, h, c.split("\n"))
             for q, h, c in zip(d["question"], d["hint"], d["choices"], strict=True)
         ]
         train = _client_view(fed.train, 0, len(rows))
@@ -199,8 +199,8 @@ class ScienceQaTest(absltest.TestCase):
             ("grade", tuple(f"grade{g}" for g in range(1, 13)), lambda c: grade == c + 1),
             (
                 "subject",
-                scienceqa.SUBJECTS,
-                lambda c: self.data["subject"] == scienceqa.SUBJECTS[c],
+                reader.SUBJECTS,
+                lambda c: self.data["subject"] == reader.SUBJECTS[c],
             ),
         ):
             fed = scienceqa_builder.federation_from_builder(
@@ -259,14 +259,14 @@ class ScienceQaTest(absltest.TestCase):
 
     def test_malformed_problems_are_reported_by_line(self):
         directory = self._copy()
-        problems = json.loads((directory / scienceqa.PROBLEMS_FILE).read_text(encoding="utf-8"))
+        problems = json.loads((directory / reader.PROBLEMS_FILE).read_text(encoding="utf-8"))
         problems["5"]["answer"] = len(problems["5"]["choices"])  # Out of range.
         problems["9"]["choices"] = ["only one"]
         problems["12"]["grade"] = "grade13"
-        path = directory / scienceqa.PROBLEMS_FILE
+        path = directory / reader.PROBLEMS_FILE
         path.write_text(json.dumps(problems, indent=4, ensure_ascii=False), encoding="utf-8")
         lines = _pid_lines(path)
-        df, printed = _quiet(scienceqa.read_scienceqa, directory)
+        df, printed = _quiet(reader.read_scienceqa, directory)
         self.assertLen(df, _NUM_QUESTIONS - 3)
         self.assertEqual(
             [line for line, _ in df.attrs["malformed"]], [lines["5"], lines["9"], lines["12"]]
@@ -275,7 +275,7 @@ class ScienceQaTest(absltest.TestCase):
         self.assertIn("1 choices, not 2-5", df.attrs["malformed"][1][1])
         self.assertIn(f"at lines {lines['5']}, {lines['9']}, {lines['12']}", printed)
         with self.assertRaisesRegex(ValueError, f"line {lines['5']}: malformed problem '5'"):
-            scienceqa.read_scienceqa(directory, strict=True)
+            reader.read_scienceqa(directory, strict=True)
         builder = scienceqa_builder.ScienceQa(data_dir=str(directory / "tfds"), strict=True)
         with self.assertRaisesRegex(ValueError, "malformed problem '5'"):
             _quiet(common.prepare, builder, manual_dir=directory)
@@ -284,7 +284,7 @@ class ScienceQaTest(absltest.TestCase):
         directory = self._copy()
         pid = next(p for p, v in self.problems.items() if v["image"])
         (directory / "images" / self.problems[pid]["split"] / pid / "image.png").unlink()
-        df, printed = _quiet(scienceqa.read_scienceqa, directory)
+        df, printed = _quiet(reader.read_scienceqa, directory)
         self.assertLen(df, _NUM_QUESTIONS)
         self.assertEqual([p for p, _ in df.attrs["missing_images"]], [pid])
         self.assertFalse(df.has_image[df.pid == pid].item())
@@ -292,28 +292,28 @@ class ScienceQaTest(absltest.TestCase):
 
     def test_missing_field_is_named(self):
         directory = self._copy()
-        path = directory / scienceqa.PROBLEMS_FILE
+        path = directory / reader.PROBLEMS_FILE
         problems = {
             p: {k: v for k, v in q.items() if k != "answer"} for p, q in self.problems.items()
         }
         path.write_text(json.dumps(problems), encoding="utf-8")
         # The message names the file and the field.
         with self.assertRaisesRegex(ValueError, re.escape(str(path)) + ".*field 'answer'"):
-            scienceqa.read_scienceqa(directory)
+            reader.read_scienceqa(directory)
 
     def test_wrong_encoding_names_the_file_and_utf8(self):
         directory = self._copy()
-        path = directory / scienceqa.PROBLEMS_FILE
+        path = directory / reader.PROBLEMS_FILE
         path.write_bytes(path.read_text(encoding="utf-8").encode("latin-1"))  # '°' breaks utf-8.
         with self.assertRaisesRegex(ValueError, re.escape(str(path)) + " is not utf-8-encoded"):
-            scienceqa.read_scienceqa(directory)
+            reader.read_scienceqa(directory)
 
     def test_missing_file_names_the_file_and_the_download_page(self):
         missing = pathlib.Path(tempfile.mkdtemp(dir=self.tmp))
         with self.assertRaisesRegex(
             FileNotFoundError, r"problems\.json.*github\.com/lupantech/ScienceQA"
         ):
-            scienceqa.read_scienceqa(missing)
+            reader.read_scienceqa(missing)
         builder = scienceqa_builder.ScienceQa(data_dir=str(missing / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, "problems.json"):
             _quiet(common.prepare, builder, manual_dir=missing)
@@ -351,7 +351,7 @@ if __name__ == "__main__":
 
 def test_data_dir_is_built_on_first_use(tmp_path):
     manual = tmp_path / "manual"
-    scienceqa.write_scienceqa(manual, num_questions=40, seed=1)
+    writer.write_scienceqa(manual, num_questions=40, seed=1)
     fed = scienceqa_builder.federation_from_builder(
         tmp_path / "tfds", manual_dir=manual, image_size=56
     )
@@ -363,4 +363,4 @@ def test_data_dir_is_built_on_first_use(tmp_path):
     total = fed.num_examples("train").sum() + fed.num_examples("test").sum()
     assert int(total) == 40
     with pytest.raises(ValueError, match="num_questions"):
-        scienceqa.write_scienceqa(tmp_path / "x", num_questions=0)
+        writer.write_scienceqa(tmp_path / "x", num_questions=0)

@@ -14,12 +14,12 @@
 """A TFDS builder of ASAP-AES essays, its federation, and the score task's scale.
 
 `AsapAes` reads the manually downloaded `training_set_rel3.tsv` through
-`fedjax_m3t.data.formats.asap` and writes array_record files: one example per essay
+`fedjax_m3t.datasets.asap_aes.reader` and writes array_record files: one example per essay
 (the text, its set, its raw and normalised domain1 score), read back with random
 access and no TensorFlow through `builder.as_data_source()`.
 
 The task 'score' is a regression on domain1_score normalised per essay set to
-[0, 1]: (s - lo) / (hi - lo) with the set's official range (asap.SCORE_RANGES), so
+[0, 1]: (s - lo) / (hi - lo) with the set's official range (reader.SCORE_RANGES), so
 that one head serves the 8 sets' different scales. `denormalize` maps predictions
 back to each set's integer scale (round, then clip) and `set_kappas` scores them
 with the competition's metric, the quadratic weighted kappa per essay set, and
@@ -55,8 +55,8 @@ from fedjax_m3t import metrics
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.formats import asap
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.asap_aes import reader
 
 TEXT_LENGTH = 128  # Tokens per essay under the default encoding.
 TASKS = (spec_lib.TaskSpec(name="score", kind="regression"),)
@@ -65,11 +65,11 @@ TASKS = (spec_lib.TaskSpec(name="score", kind="regression"),)
 def _ranges(essay_set: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) float64 [n] of each essay's set; ValueError for an unknown set."""
     essay_set = np.asarray(essay_set)
-    unknown = sorted(set(np.unique(essay_set).tolist()) - set(asap.SCORE_RANGES))
+    unknown = sorted(set(np.unique(essay_set).tolist()) - set(reader.SCORE_RANGES))
     if unknown:
-        raise ValueError(f"Unknown essay sets {unknown}; the sets are {asap.ESSAY_SETS}.")
-    lo = np.array([asap.SCORE_RANGES[int(s)][0] for s in essay_set.ravel()], np.float64)
-    hi = np.array([asap.SCORE_RANGES[int(s)][1] for s in essay_set.ravel()], np.float64)
+        raise ValueError(f"Unknown essay sets {unknown}; the sets are {reader.ESSAY_SETS}.")
+    lo = np.array([reader.SCORE_RANGES[int(s)][0] for s in essay_set.ravel()], np.float64)
+    hi = np.array([reader.SCORE_RANGES[int(s)][1] for s in essay_set.ravel()], np.float64)
     return lo.reshape(essay_set.shape), hi.reshape(essay_set.shape)
 
 
@@ -80,7 +80,7 @@ def normalize(score: np.ndarray, essay_set: np.ndarray) -> np.ndarray:
     [0.0, 1.0, 1.0]
 
     Args:
-      score: [n] scores on each essay's set's scale (asap.SCORE_RANGES).
+      score: [n] scores on each essay's set's scale (reader.SCORE_RANGES).
       essay_set: [n] essay sets, 1..8.
 
     Raises:
@@ -146,7 +146,7 @@ def set_kappas(
     for s in np.unique(essay_set).tolist():
         rows = essay_set == s
         kappas[int(s)] = metrics.quadratic_weighted_kappa(
-            label_int[rows], pred_int[rows], *asap.SCORE_RANGES[int(s)]
+            label_int[rows], pred_int[rows], *reader.SCORE_RANGES[int(s)]
         )
     defined = [k for k in kappas.values() if not np.isnan(k)]
     return kappas, float(np.mean(defined)) if defined else float("nan")
@@ -158,9 +158,9 @@ class AsapAes(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Download `{asap.FILE_NAME}` from {asap.DOWNLOAD_PAGE}
+    Download `{reader.FILE_NAME}` from {reader.DOWNLOAD_PAGE}
     (after accepting the competition's rules: non-commercial research use; the file
-    may not be redistributed) and put it, unchanged and still {asap.ENCODING}
+    may not be redistributed) and put it, unchanged and still {reader.ENCODING}
     encoded, in the manual directory: `<data_dir>/downloads/manual/` or the directory
     given as `tfds.download.DownloadConfig(manual_dir=...)`.
     """
@@ -182,7 +182,7 @@ class AsapAes(tfds.core.GeneratorBasedBuilder):
             description=(
                 "Essays of the Hewlett Foundation ASAP automated essay scoring competition "
                 "(8 essay sets), with domain1_score on each set's own scale and 'score', "
-                "that score normalised per set to [0, 1]. See fedjax_m3t.data.formats.asap."
+                "that score normalised per set to [0, 1]. See fedjax_m3t.datasets.asap_aes.reader."
             ),
             features=tfds.features.FeaturesDict(
                 {
@@ -198,11 +198,11 @@ class AsapAes(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
-        path = pathlib.Path(dl_manager.manual_dir) / asap.FILE_NAME
+        path = pathlib.Path(dl_manager.manual_dir) / reader.FILE_NAME
         return {"train": self._generate_examples(path)}
 
     def _generate_examples(self, path: pathlib.Path):
-        df = asap.read_asap_aes(path, strict=self.strict)
+        df = reader.read_asap_aes(path, strict=self.strict)
         score = normalize(df["domain1_score"].to_numpy(), df["essay_set"].to_numpy())
         for i, row in enumerate(df.itertuples(index=False)):
             yield (

@@ -32,12 +32,13 @@ import pandas as pd
 import pytest
 from absl.testing import absltest
 
-from fedjax_m3t.data.builders import assistments2009, common
-from fedjax_m3t.data.formats import assistments
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.assistments2009 import builder as assistments2009_builder
+from fedjax_m3t.datasets.assistments2009 import reader, writer
 from tests import helpers
 
-_L = assistments2009.INTERACTION_LENGTH
-_MAX = assistments2009.MAX_WINDOWS_PER_STUDENT
+_L = assistments2009_builder.INTERACTION_LENGTH
+_MAX = assistments2009_builder.MAX_WINDOWS_PER_STUDENT
 
 
 def _quiet(fn, *args, **kwargs):
@@ -60,8 +61,8 @@ class AssistmentsTest(absltest.TestCase):
         super().setUpClass()
         cls.tmp = pathlib.Path(tempfile.mkdtemp())
         cls.manual = cls.tmp / "manual"
-        cls.path = assistments.write_assistments2009(cls.manual, students_per_school=25, seed=0)
-        cls.builder = assistments2009.Assistments2009(data_dir=str(cls.tmp / "tfds"))
+        cls.path = writer.write_assistments2009(cls.manual, students_per_school=25, seed=0)
+        cls.builder = assistments2009_builder.Assistments2009(data_dir=str(cls.tmp / "tfds"))
         _quiet(common.prepare, cls.builder, manual_dir=cls.manual)
         cls.source = cls.builder.as_data_source(split="train")
         cls.data = common.read_all(cls.builder)
@@ -72,7 +73,7 @@ class AssistmentsTest(absltest.TestCase):
         super().tearDownClass()
 
     def _write(self, lines: list[str]) -> pathlib.Path:
-        path = pathlib.Path(tempfile.mkdtemp(dir=self.tmp)) / assistments.FILE_NAME
+        path = pathlib.Path(tempfile.mkdtemp(dir=self.tmp)) / reader.FILE_NAME
         path.write_text("".join(lines), encoding="latin-1")
         return path
 
@@ -82,14 +83,14 @@ class AssistmentsTest(absltest.TestCase):
             raw.decode("utf-8")
         self.assertIn("Équations".encode("latin-1"), raw)
         frame = pd.read_csv(self.path, encoding="latin-1")
-        self.assertEqual(tuple(frame.columns), assistments.COLUMNS)
+        self.assertEqual(tuple(frame.columns), reader.COLUMNS)
         self.assertGreater(int(frame.skill_id.isna().sum()), 0)
         self.assertGreater(int(frame.order_id.duplicated().sum()), 0)
         # Rows are in order_id order, so each user's rows are too.
         self.assertTrue(frame.order_id.is_monotonic_increasing)
 
     def test_reader_counts_drops_like_pandas(self):
-        df, printed = _quiet(assistments.read_assistments2009, self.path)
+        df, printed = _quiet(reader.read_assistments2009, self.path)
         raw = pd.read_csv(self.path, encoding="latin-1")
         expected = _expected_attempts(self.path)
         self.assertEqual(df.attrs["rows"], len(raw))
@@ -141,8 +142,8 @@ class AssistmentsTest(absltest.TestCase):
             self.assertEqual(ex["label"][i], mine.correct.iloc[k])
 
     def test_sequences_keep_the_last_windows_per_student(self):
-        df, _ = _quiet(assistments.read_assistments2009, self.path)
-        windows = assistments.sequences(df, length=4, max_per_student=5)
+        df, _ = _quiet(reader.read_assistments2009, self.path)
+        windows = reader.sequences(df, length=4, max_per_student=5)
         sizes = df.groupby("user_id").size()
         counts = pd.Series(windows["user_id"]).value_counts()
         for user, n in sizes.items():
@@ -165,7 +166,7 @@ class AssistmentsTest(absltest.TestCase):
             self.assertNotEmpty(test)
             # Split by student: no student in both.
             self.assertEmpty(set(d["user_id"][train]) & set(d["user_id"][test]))
-        fed = assistments2009.federation_from_builder(self.builder)
+        fed = assistments2009_builder.federation_from_builder(self.builder)
         np.testing.assert_array_equal(fed.num_examples("train"), [len(t) for t in trains])
         np.testing.assert_array_equal(fed.num_examples("test"), [len(t) for t in tests])
 
@@ -182,7 +183,7 @@ class AssistmentsTest(absltest.TestCase):
         self.assertEmpty(tests[1])
 
     def test_federation_remaps_skills(self):
-        fed = assistments2009.federation_from_builder(self.builder)
+        fed = assistments2009_builder.federation_from_builder(self.builder)
         raw = np.unique(self.data["interaction"][..., 0])
         k = len(raw[raw > 0])
         self.assertEqual(fed.spec.num_skills, k)
@@ -190,9 +191,9 @@ class AssistmentsTest(absltest.TestCase):
         skills = fed.train["inputs"]["interaction"][..., 0][fed.train["mask"]]
         self.assertEqual(set(np.unique(skills)) - {0}, set(range(1, k + 1)))
         with self.assertRaisesRegex(ValueError, "num_skills"):
-            assistments2009.federation_from_builder(self.builder, num_skills=k - 1)
+            assistments2009_builder.federation_from_builder(self.builder, num_skills=k - 1)
         # A data_dir works as well as a builder.
-        again = assistments2009.federation_from_builder(self.tmp / "tfds", num_skills=k + 3)
+        again = assistments2009_builder.federation_from_builder(self.tmp / "tfds", num_skills=k + 3)
         self.assertEqual(again.spec.num_skills, k + 3)
         np.testing.assert_array_equal(
             again.train["labels"]["correct"], fed.train["labels"]["correct"]
@@ -201,16 +202,16 @@ class AssistmentsTest(absltest.TestCase):
     def test_malformed_rows_are_reported_by_line(self):
         lines = self.path.read_text(encoding="latin-1").splitlines(keepends=True)
         fields = lines[4].rstrip("\n").split(",")
-        fields[assistments.COLUMNS.index("correct")] = "0.5"
+        fields[reader.COLUMNS.index("correct")] = "0.5"
         lines[4] = ",".join(fields) + "\n"  # Line 5 (line 1 is the header).
         lines[9] = lines[9].rstrip("\n") + ",extra\n"  # Line 10: one field too many.
         path = self._write(lines)
-        df, printed = _quiet(assistments.read_assistments2009, path)
+        df, printed = _quiet(reader.read_assistments2009, path)
         self.assertEqual([line for line, _ in df.attrs["malformed"]], [5, 10])
         self.assertIn("correct '0.5' is not 0 or 1", df.attrs["malformed"][0][1])
         self.assertIn("at lines 5, 10", printed)
         with self.assertRaisesRegex(ValueError, "line 5: malformed row"):
-            assistments.read_assistments2009(path, strict=True)
+            reader.read_assistments2009(path, strict=True)
 
     def test_missing_column_is_named(self):
         frame = pd.read_csv(self.path, encoding="latin-1", dtype=str).drop(columns="school_id")
@@ -218,20 +219,20 @@ class AssistmentsTest(absltest.TestCase):
         frame.to_csv(path, index=False, encoding="latin-1")
         # The message names the file and the column.
         with self.assertRaisesRegex(ValueError, re.escape(str(path)) + ".*no column 'school_id'"):
-            assistments.read_assistments2009(path)
+            reader.read_assistments2009(path)
 
     def test_missing_file_names_the_file_and_the_download_page(self):
         missing = pathlib.Path(tempfile.mkdtemp(dir=self.tmp))
         with self.assertRaisesRegex(FileNotFoundError, r"skill_builder_data_corrected\.csv.*"
                                     r"2009-2010 ASSISTment Data"):  # fmt: skip
-            assistments.read_assistments2009(missing / assistments.FILE_NAME)
-        builder = assistments2009.Assistments2009(data_dir=str(missing / "tfds"))
+            reader.read_assistments2009(missing / reader.FILE_NAME)
+        builder = assistments2009_builder.Assistments2009(data_dir=str(missing / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, "skill_builder_data_corrected"):
             _quiet(common.prepare, builder, manual_dir=missing)
 
     def test_federated_knowledge_tracing_beats_per_skill_baseline(self):
         began = time.perf_counter()
-        fed = assistments2009.federation_from_builder(self.builder, seed=0)
+        fed = assistments2009_builder.federation_from_builder(self.builder, seed=0)
         model, result = helpers.train_small_m3t(fed, rounds=20)
         model_auc = result.global_report.pooled["correct"]["auc"]
 
@@ -249,10 +250,10 @@ if __name__ == "__main__":
 
 def test_dirichlet_partition_of_the_built_data(tmp_path):
     manual = tmp_path / "manual"
-    assistments.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
+    writer.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
     common = dict(manual_dir=manual, seed=0)
-    natural = assistments2009.federation_from_builder(tmp_path / "tfds", **common)
-    skewed = assistments2009.federation_from_builder(
+    natural = assistments2009_builder.federation_from_builder(tmp_path / "tfds", **common)
+    skewed = assistments2009_builder.federation_from_builder(
         tmp_path / "tfds", partition="dirichlet", num_clients=5, alpha=0.1, **common
     )
     total = lambda f: int(f.num_examples("train").sum() + f.num_examples("test").sum())
@@ -261,4 +262,4 @@ def test_dirichlet_partition_of_the_built_data(tmp_path):
     rates = skewed.train["labels"]["correct"].sum(1) / np.maximum(skewed.num_examples(), 1)
     assert rates.max() - rates.min() > 0.3
     with pytest.raises(ValueError, match="partition must be"):
-        assistments2009.federation_from_builder(tmp_path / "tfds", partition="x", **common)
+        assistments2009_builder.federation_from_builder(tmp_path / "tfds", partition="x", **common)

@@ -14,8 +14,8 @@
 """A TFDS builder of ASSISTments 2009-2010 knowledge-tracing windows, and its federation.
 
 `Assistments2009` reads the manually downloaded skill builder file through
-`fedjax_m3t.data.formats.assistments` and writes array_record files: one example
-per knowledge-tracing window (`assistments.sequences`), read back with random
+`fedjax_m3t.datasets.assistments2009.reader` and writes array_record files: one example
+per knowledge-tracing window (`reader.sequences`), read back with random
 access and no TensorFlow through `builder.as_data_source()`.
 
 `federation_from_builder` turns the built data into a `Federation`:
@@ -48,8 +48,8 @@ import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.formats import assistments
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.assistments2009 import reader
 
 INTERACTION_LENGTH = 16  # L: positions per window, the query included.
 MAX_WINDOWS_PER_STUDENT = 64
@@ -62,7 +62,7 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Download `{assistments.FILE_NAME}` from {assistments.DOWNLOAD_PAGE}
+    Download `{reader.FILE_NAME}` from {reader.DOWNLOAD_PAGE}
     (free, after accepting the ASSISTments terms of use) and put it, unchanged and
     still latin-1 encoded, in the manual directory: `<data_dir>/downloads/manual/`
     or the directory given as `tfds.download.DownloadConfig(manual_dir=...)`.
@@ -87,7 +87,7 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
                 "Knowledge-tracing windows of the ASSISTments 2009-2010 skill builder data: "
                 f"up to {length - 1} previous (skill_id, correct) pairs of a student and the "
                 "query item (skill_id, 2), left-padded with (0, 0); label = correct of the "
-                "query. Raw skill ids. See fedjax_m3t.data.formats.assistments."
+                "query. Raw skill ids. See fedjax_m3t.datasets.assistments2009.reader."
             ),
             features=tfds.features.FeaturesDict(
                 {
@@ -103,12 +103,12 @@ class Assistments2009(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
-        path = pathlib.Path(dl_manager.manual_dir) / assistments.FILE_NAME
+        path = pathlib.Path(dl_manager.manual_dir) / reader.FILE_NAME
         return {"train": self._generate_examples(path)}
 
     def _generate_examples(self, path: pathlib.Path):
-        df = assistments.read_assistments2009(path, strict=self.strict)
-        windows = assistments.sequences(
+        df = reader.read_assistments2009(path, strict=self.strict)
+        windows = reader.sequences(
             df, length=INTERACTION_LENGTH, max_per_student=MAX_WINDOWS_PER_STUDENT
         )
         for i in range(len(windows["label"])):

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""What every dataset builder shares: building, reading back, and splitting into clients.
+"""What the dataset modules share: building, reading back, splitting, malformed rows.
 
 A dataset module (e.g. `assistments2009`) defines a `tfds.core.GeneratorBasedBuilder`
 and a `federation_from_builder`; the pieces here keep those short and alike:
@@ -26,9 +26,15 @@ and a `federation_from_builder`; the pieces here keep those short and alike:
 
 Every split function returns (client names, per-client train row indices, per-client
 test row indices), the rows ascending; `federation.from_rows` gathers the examples.
+
+What every reader shares (`is_int`, `malformed_summary`, `malformed_details`): a
+reader keeps each malformed row as (line, reason) or (file, line, reason), the
+line physical with 1 = the header, and prints a one-line summary with
+`malformed_summary` followed by the first few rows from `malformed_details`.
 """
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -37,6 +43,7 @@ from fedjax_m3t.data import partition as partition_lib
 
 PARTITIONS = ("natural", "dirichlet")
 Split = tuple[tuple[str, ...], list[np.ndarray], list[np.ndarray]]
+SHOWN = 10  # Malformed rows listed one by one; the rest are counted.
 
 
 def prepare(
@@ -194,3 +201,39 @@ def split(
     if partition == "dirichlet":
         return split_dirichlet(labels, num_clients, alpha, test_fraction=test_fraction, seed=seed)
     raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}.")
+
+
+def is_int(text: str) -> bool:
+    """Whether `text` is an integer literal (optional leading '-', digits only).
+
+    >>> is_int('-12'), is_int('1.5'), is_int('')
+    (True, False, False)
+    """
+    return text.lstrip("-").isdigit()
+
+
+def _where(entry: tuple) -> str:
+    return ":".join(str(x) for x in entry[:-1])
+
+
+def malformed_summary(malformed: Sequence[tuple]) -> str:
+    """'N malformed rows at lines 3, 7 (and 2 more)': the summary's clause on them.
+
+    >>> malformed_summary([(3, 'bad'), (7, 'bad')])
+    '2 malformed rows at lines 3, 7'
+    >>> malformed_summary([('a.csv', 5, 'bad')] * 12)
+    '12 malformed rows at a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5, a.csv:5 (and 2 more)'
+    """  # noqa: E501
+    shown = ", ".join(_where(e) for e in malformed[:SHOWN])
+    more = f" (and {len(malformed) - SHOWN} more)" if len(malformed) > SHOWN else ""
+    lines = "lines " if malformed and len(malformed[0]) == 2 else ""
+    return f"{len(malformed)} malformed rows" + (f" at {lines}{shown}{more}" if shown else "")
+
+
+def malformed_details(malformed: Sequence[tuple]) -> list[str]:
+    """One line per listed malformed row: '  line 3: reason' or '  a.csv line 3: reason'."""
+    out = []
+    for entry in malformed[:SHOWN]:
+        where = f"{entry[0]} line {entry[1]}" if len(entry) == 3 else f"line {entry[0]}"
+        out.append(f"  {where}: {entry[-1]}")
+    return out

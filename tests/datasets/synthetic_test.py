@@ -26,8 +26,9 @@ import jax
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from fedjax_m3t.data import federation, synthetic
+from fedjax_m3t.data import federation
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.datasets import synthetic
 
 
 @functools.cache

@@ -32,8 +32,9 @@ import pandas as pd
 from absl.testing import absltest
 
 from fedjax_m3t.data import text
-from fedjax_m3t.data.builders import asap_aes, common
-from fedjax_m3t.data.formats import asap
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.asap_aes import builder as asap_aes_builder
+from fedjax_m3t.datasets.asap_aes import reader, writer
 from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
@@ -61,8 +62,8 @@ class AsapTest(absltest.TestCase):
         super().setUpClass()
         cls.tmp = pathlib.Path(tempfile.mkdtemp())
         cls.manual = cls.tmp / "manual"
-        cls.path = asap.write_asap_aes(cls.manual, essays_per_set=50, seed=0)
-        cls.builder = asap_aes.AsapAes(data_dir=str(cls.tmp / "tfds"))
+        cls.path = writer.write_asap_aes(cls.manual, essays_per_set=50, seed=0)
+        cls.builder = asap_aes_builder.AsapAes(data_dir=str(cls.tmp / "tfds"))
         _quiet(common.prepare, cls.builder, manual_dir=cls.manual)
         cls.source = cls.builder.as_data_source(split="train")
         cls.data = common.read_all(cls.builder)
@@ -74,7 +75,7 @@ class AsapTest(absltest.TestCase):
         super().tearDownClass()
 
     def _write(self, lines: list[str], encoding: str = "ISO-8859-1") -> pathlib.Path:
-        path = pathlib.Path(tempfile.mkdtemp(dir=self.tmp)) / asap.FILE_NAME
+        path = pathlib.Path(tempfile.mkdtemp(dir=self.tmp)) / reader.FILE_NAME
         path.write_text("".join(lines), encoding=encoding)
         return path
 
@@ -88,7 +89,7 @@ class AsapTest(absltest.TestCase):
         self.assertIn("café".encode("latin-1"), raw_bytes)
         header = raw_bytes.split(b"\n", 1)[0].decode("ascii").split("\t")
         self.assertLen(header, 28)
-        self.assertEqual(tuple(header), asap.COLUMNS)
+        self.assertEqual(tuple(header), reader.COLUMNS)
         raw = self.raw
         self.assertEqual(sorted(raw.essay_set.unique()), list(range(1, 9)))
         essays = raw.essay.astype(str)
@@ -107,11 +108,11 @@ class AsapTest(absltest.TestCase):
         one = raw[raw.essay_set == 1]
         np.testing.assert_array_equal(one.domain1_score, one.rater1_domain1 + one.rater2_domain1)
         # Deterministic for a seed.
-        again = asap.write_asap_aes(self.tmp / "again", essays_per_set=50, seed=0)
+        again = writer.write_asap_aes(self.tmp / "again", essays_per_set=50, seed=0)
         self.assertEqual(again.read_bytes(), raw_bytes)
 
     def test_reader_matches_pandas(self):
-        df, printed = _quiet(asap.read_asap_aes, self.manual)  # A directory works too.
+        df, printed = _quiet(reader.read_asap_aes, self.manual)  # A directory works too.
         raw = self.raw
         self.assertEqual(df.attrs["rows"], len(raw))
         self.assertEqual(df.attrs["malformed"], [])
@@ -150,15 +151,15 @@ class AsapTest(absltest.TestCase):
 
     def test_every_example_lands_in_exactly_one_client(self):
         n = len(self.source)
-        fed = asap_aes.federation_from_builder(self.builder)
+        fed = asap_aes_builder.federation_from_builder(self.builder)
         self.assertEqual(fed.client_names, tuple(f"set{s}" for s in range(1, 9)))
         sizes = fed.num_examples("train") + fed.num_examples("test")
         np.testing.assert_array_equal(sizes, self.raw.groupby("essay_set").size().to_numpy())
         for c, size in enumerate(sizes):  # round(0.25 * essays) in test.
             self.assertEqual(fed.num_examples("test")[c], round(0.25 * size))
         self.assertEqual(fed.spec.modalities, ("text",))
-        self.assertEqual(fed.train["inputs"]["text"].shape[2], asap_aes.TEXT_LENGTH)
-        skewed = asap_aes.federation_from_builder(
+        self.assertEqual(fed.train["inputs"]["text"].shape[2], asap_aes_builder.TEXT_LENGTH)
+        skewed = asap_aes_builder.federation_from_builder(
             self.builder, partition="dirichlet", num_clients=5, alpha=0.1
         )
         self.assertEqual(skewed.client_names, tuple(f"dirichlet_{c:02d}" for c in range(5)))
@@ -185,7 +186,7 @@ class AsapTest(absltest.TestCase):
                 client_ids=d["essay_set"],
                 student_ids=d["essay_id"],
                 times=d["essay_id"],
-                labels=asap_aes.score_bins(d["score"], 4),
+                labels=asap_aes_builder.score_bins(d["score"], 4),
                 num_clients=5,
                 alpha=0.1,
             )
@@ -195,12 +196,12 @@ class AsapTest(absltest.TestCase):
         means = skewed.train["labels"]["score"].sum(1) / np.maximum(skewed.num_examples(), 1)
         self.assertGreater(means.max() - means.min(), 0.3)
         with self.assertRaisesRegex(ValueError, "partition must be"):
-            asap_aes.federation_from_builder(self.builder, partition="x")
+            asap_aes_builder.federation_from_builder(self.builder, partition="x")
         with self.assertRaisesRegex(ValueError, "num_bins"):
-            asap_aes.federation_from_builder(self.builder, num_bins=0)
+            asap_aes_builder.federation_from_builder(self.builder, num_bins=0)
 
     def test_a_data_dir_works_as_well_as_a_builder(self):
-        fed = asap_aes.federation_from_builder(
+        fed = asap_aes_builder.federation_from_builder(
             self.tmp / "tfds", text_encoding=text.TextEncoding(kind="hash", length=16)
         )
         self.assertEqual((fed.spec.text_length, fed.spec.text_vocab_size), (16, 4096))
@@ -211,33 +212,37 @@ class AsapTest(absltest.TestCase):
         scores = np.array([2, 12, 4, 1, 17, 33])
         # (s - lo) / (hi - lo): 0, 1, 3/5, 1/3, 17/30, 33/60.
         want = [0, 1, 0.6, 1 / 3, 17 / 30, 0.55]
-        np.testing.assert_allclose(asap_aes.normalize(scores, sets), want, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(
+            asap_aes_builder.normalize(scores, sets), want, rtol=0, atol=1e-7
+        )
         np.testing.assert_array_equal(
-            asap_aes.denormalize(asap_aes.normalize(scores, sets), sets), scores
+            asap_aes_builder.denormalize(asap_aes_builder.normalize(scores, sets), sets), scores
         )
         # Rounded, then clipped to the set's range: 2 + 0.26 * 10 = 4.6 -> 5; 1.2 -> 12;
         # 3 * -0.4 -> 0; 60 * 0.51 = 30.6 -> 31.
         np.testing.assert_array_equal(
-            asap_aes.denormalize(np.array([0.26, 1.2, -0.4, 0.51]), np.array([1, 1, 3, 8])),
+            asap_aes_builder.denormalize(np.array([0.26, 1.2, -0.4, 0.51]), np.array([1, 1, 3, 8])),
             [5, 12, 0, 31],
         )
         with self.assertRaisesRegex(ValueError, "Unknown essay sets"):
-            asap_aes.normalize(np.array([1]), np.array([9]))
+            asap_aes_builder.normalize(np.array([1]), np.array([9]))
 
     def test_set_kappas(self):
         sets, score = self.data["essay_set"], self.data["score"]
-        kappas, mean = asap_aes.set_kappas(score, score, sets)
+        kappas, mean = asap_aes_builder.set_kappas(score, score, sets)
         self.assertEqual(sorted(kappas), list(range(1, 9)))
         self.assertEqual(mean, 1.0)  # Perfect predictions.
-        kappas, mean = asap_aes.set_kappas(np.full(len(score), score.mean()), score, sets)
+        kappas, mean = asap_aes_builder.set_kappas(np.full(len(score), score.mean()), score, sets)
         np.testing.assert_allclose(list(kappas.values()), 0.0, atol=1e-12)  # Chance level.
         # Hand-computed: set 3 (0-3) predictions 1, 2 for labels 0, 3: 1 - (2/9) / (5/9).
-        kappas, mean = asap_aes.set_kappas(np.array([0.2, 0.7]), np.array([0.0, 1.0]), [3, 3])
+        kappas, mean = asap_aes_builder.set_kappas(
+            np.array([0.2, 0.7]), np.array([0.0, 1.0]), [3, 3]
+        )
         self.assertAlmostEqual(kappas[3], 0.6, places=12)
 
     def test_malformed_rows_are_reported_by_line(self):
         lines = self._lines()
-        columns = asap.COLUMNS
+        columns = reader.COLUMNS
         fields = lines[4].rstrip("\n").split("\t")
         lo, hi = _RANGES[int(fields[1])]
         fields[columns.index("domain1_score")] = str(hi + 1)
@@ -245,16 +250,16 @@ class AsapTest(absltest.TestCase):
         lines[9] = lines[9].rstrip("\n") + "\textra\n"  # Line 10: one field too many.
         lines[11] = lines[2]  # Line 12 repeats line 3's essay_id.
         path = self._write(lines)
-        df, printed = _quiet(asap.read_asap_aes, path)
+        df, printed = _quiet(reader.read_asap_aes, path)
         self.assertEqual([line for line, _ in df.attrs["malformed"]], [5, 10, 12])
         self.assertIn(f"domain1_score '{hi + 1}' is not an integer", df.attrs["malformed"][0][1])
         self.assertIn("repeats line 3", df.attrs["malformed"][2][1])
         self.assertLen(df, len(self.raw) - 3)
         self.assertIn("dropped 3 malformed rows at lines 5, 10, 12", printed)
         with self.assertRaisesRegex(ValueError, "line 5: malformed row"):
-            asap.read_asap_aes(path, strict=True)
+            reader.read_asap_aes(path, strict=True)
         # The builder passes strict to the reader.
-        builder = asap_aes.AsapAes(data_dir=str(path.parent / "tfds"), strict=True)
+        builder = asap_aes_builder.AsapAes(data_dir=str(path.parent / "tfds"), strict=True)
         with self.assertRaisesRegex(ValueError, "line 5: malformed row"):
             _quiet(common.prepare, builder, manual_dir=path.parent)
 
@@ -268,29 +273,29 @@ class AsapTest(absltest.TestCase):
         with self.assertRaisesRegex(
             ValueError, re.escape(str(path)) + ".*no column 'domain1_score'"
         ):
-            asap.read_asap_aes(path)
+            reader.read_asap_aes(path)
 
     def test_wrong_encoding_names_the_file_and_the_encoding(self):
         path = self._write(self._lines(), encoding="utf-8")  # Re-saved as UTF-8.
         with self.assertRaisesRegex(ValueError, re.escape(str(path)) + ".*ISO-8859-1"):
-            asap.read_asap_aes(path)
+            reader.read_asap_aes(path)
         path.write_text("".join(self._lines()[:3]), encoding="utf-16")
         with self.assertRaisesRegex(ValueError, "not ISO-8859-1 text"):
-            asap.read_asap_aes(path)
+            reader.read_asap_aes(path)
 
     def test_missing_file_names_the_file_and_the_download_page(self):
         missing = pathlib.Path(tempfile.mkdtemp(dir=self.tmp))
         with self.assertRaisesRegex(
             FileNotFoundError, r"training_set_rel3\.tsv.*kaggle\.com/c/asap-aes"
         ):
-            asap.read_asap_aes(missing)
-        builder = asap_aes.AsapAes(data_dir=str(missing / "tfds"))
+            reader.read_asap_aes(missing)
+        builder = asap_aes_builder.AsapAes(data_dir=str(missing / "tfds"))
         with self.assertRaisesRegex(FileNotFoundError, r"training_set_rel3\.tsv"):
             _quiet(common.prepare, builder, manual_dir=missing)
 
     def test_federated_scoring_beats_the_mean_predictor(self):
         began = time.perf_counter()
-        fed = asap_aes.federation_from_builder(self.builder, seed=0)
+        fed = asap_aes_builder.federation_from_builder(self.builder, seed=0)
         model, result = helpers.train_small_m3t(fed, rounds=20)
         r2 = result.global_report.pooled["score"]["r2"]
         test = fed.test
@@ -300,10 +305,10 @@ class AsapTest(absltest.TestCase):
         label = test["labels"]["score"][mask]
         sets = np.array([int(name.removeprefix("set")) for name in fed.client_names])
         essay_set = np.broadcast_to(sets[:, None], mask.shape)[mask]
-        kappas, mean_kappa = asap_aes.set_kappas(pred, label, essay_set)
+        kappas, mean_kappa = asap_aes_builder.set_kappas(pred, label, essay_set)
         # The mean predictor: the train mean on every test essay (kappa 0 in each set).
         train_mean = fed.train["labels"]["score"][fed.train["mask"]].mean()
-        _, baseline = asap_aes.set_kappas(np.full_like(label, train_mean), label, essay_set)
+        _, baseline = asap_aes_builder.set_kappas(np.full_like(label, train_mean), label, essay_set)
         print(f"mean QWK model {mean_kappa:.3f} (per set "
               f"{ {s: round(k, 2) for s, k in kappas.items()} }), mean predictor "
               f"{baseline:.3f}; R^2 {r2:.3f}; {time.perf_counter() - began:.1f} s")  # fmt: skip
@@ -314,7 +319,7 @@ class AsapTest(absltest.TestCase):
         self.assertEqual(baseline, 0.0)
         self.assertGreater(mean_kappa, baseline + 0.3)
         # The training binary's report computes the same kappas from the client names.
-        printed = asap_aes.test_report(fed, predictions)
+        printed = asap_aes_builder.test_report(fed, predictions)
         self.assertIn(f"mean {mean_kappa:.3f}; set1 {kappas[1]:.3f}", printed)
         self.assertGreater(r2, 0.2)
 

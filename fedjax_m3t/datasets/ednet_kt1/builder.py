@@ -14,7 +14,7 @@
 """A TFDS builder of EdNet KT1 knowledge-tracing windows, and its federation.
 
 `EdnetKt1` reads the manually downloaded EdNet KT1 user files and questions table
-through `fedjax_m3t.data.formats.ednet` (streaming, one user file at a time) and writes
+through `fedjax_m3t.datasets.ednet_kt1.reader` (streaming, one user file at a time) and writes
 array_record files: one example per knowledge-tracing window, cut exactly as for
 ASSISTments by `fedjax_m3t.data.formats.assistments.sequences` (the same
 INTERACTION_LENGTH and MAX_WINDOWS_PER_STUDENT as `assistments2009`): a learner's
@@ -53,8 +53,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
-from fedjax_m3t.data.builders import assistments2009, common
-from fedjax_m3t.data.formats import assistments, ednet
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.assistments2009 import builder as assistments2009
+from fedjax_m3t.datasets.assistments2009 import reader as assistments
+from fedjax_m3t.datasets.ednet_kt1 import reader
 
 INTERACTION_LENGTH = assistments2009.INTERACTION_LENGTH  # L, the query included.
 MAX_WINDOWS_PER_STUDENT = assistments2009.MAX_WINDOWS_PER_STUDENT
@@ -68,10 +70,10 @@ class EdnetKt1(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Download from {ednet.DOWNLOAD_PAGE} (licence: CC BY-NC 4.0, research use). Unzip
+    Download from {reader.DOWNLOAD_PAGE} (licence: CC BY-NC 4.0, research use). Unzip
     both into the manual directory, `<data_dir>/downloads/manual/` or the directory
     given as `tfds.download.DownloadConfig(manual_dir=...)`, so that it holds
-    `{ednet.FILE_NAMES[1]}` (784,309 files) and `{ednet.QUESTIONS_FILE}`, unchanged.
+    `{reader.FILE_NAMES[1]}` (784,309 files) and `{reader.QUESTIONS_FILE}`, unchanged.
     """
 
     def __init__(
@@ -104,7 +106,7 @@ class EdnetKt1(tfds.core.GeneratorBasedBuilder):
                 "question (skill, 2), left-padded with (0, 0); skill = the question's first "
                 "tag + 1; label = correct of the query. start_month (YYYYMM) is the "
                 "learner's start cohort (EdNet has no school field). See "
-                "fedjax_m3t.data.formats.ednet."
+                "fedjax_m3t.datasets.ednet_kt1.reader."
             ),
             features=tfds.features.FeaturesDict(
                 {
@@ -123,7 +125,7 @@ class EdnetKt1(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(pathlib.Path(dl_manager.manual_dir))}
 
     def _generate_examples(self, root: pathlib.Path):
-        df = ednet.read_ednet_kt1(root, max_users=self.max_users, strict=self.strict)
+        df = reader.read_ednet_kt1(root, max_users=self.max_users, strict=self.strict)
         # Windows never cross users: cut them a block of users at a time, so that the
         # [windows, L] index arrays of `sequences` stay small on the full data.
         user = df["user_id"].to_numpy()

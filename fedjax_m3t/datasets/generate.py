@@ -13,7 +13,7 @@
 # limitations under the License.
 """Writes small files in the real formats of the downloaded education datasets.
 
-Each dataset's format module has a seeded latent-student generator writing the same
+Each dataset's writer module is a seeded latent-student generator writing the same
 file names, columns, separators, encodings and quirks as the real download; `write`
 runs several into one folder (their files do not clash), which then serves as the
 `--manual_dir` of `experiments.train`, as a folder of real downloads would.
@@ -23,14 +23,14 @@ import importlib
 import os
 from collections.abc import Sequence
 
-# Dataset name (as experiments.train's --dataset) -> (format module, writer function,
-# its size argument and that argument's default).
+# Dataset name (as experiments.train's --dataset, and its folder in fedjax_m3t.datasets)
+# -> (the function of its writer module, its size argument and that argument's default).
 WRITERS = {
-    "assistments2009": ("assistments", "write_assistments2009", "students_per_school", 40),
-    "ednet_kt1": ("ednet", "write_ednet_kt1", "students_per_centre", 30),
-    "asap_aes": ("asap", "write_asap_aes", "essays_per_set", 40),
-    "oulad": ("oulad", "write_oulad", "students_per_module", 40),
-    "scienceqa": ("scienceqa", "write_scienceqa", "num_questions", 300),
+    "assistments2009": ("write_assistments2009", "students_per_school", 40),
+    "ednet_kt1": ("write_ednet_kt1", "students_per_centre", 30),
+    "asap_aes": ("write_asap_aes", "essays_per_set", 40),
+    "oulad": ("write_oulad", "students_per_module", 40),
+    "scienceqa": ("write_scienceqa", "num_questions", 300),
 }
 
 
@@ -59,8 +59,9 @@ def write(
         raise ValueError(f"Datasets {unknown} unknown; choose from {list(WRITERS)}.")
     written = {}
     for name in names:
-        module, function, size_arg, size = WRITERS[name]
-        writer = getattr(importlib.import_module(f"fedjax_m3t.data.formats.{module}"), function)
+        function, size_arg, size = WRITERS[name]
+        module = importlib.import_module(f"fedjax_m3t.datasets.{name}.writer")
+        writer = getattr(module, function)
         sizes = {size_arg: max(2, round(size * scale))}
         written[name] = str(writer(out, seed=seed, **sizes))
     return written

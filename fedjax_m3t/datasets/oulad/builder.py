@@ -14,11 +14,11 @@
 """A TFDS builder of OULAD student registrations, and its federation.
 
 `Oulad` reads the seven manually downloaded csv files through
-`fedjax_m3t.data.formats.oulad` and writes array_record files: one example per
+`fedjax_m3t.datasets.oulad.reader` and writes array_record files: one example per
 registration (code_module, code_presentation, id_student) with its demographics,
-`final_result` as `label` (index in oulad.CLASS_NAMES) and its weekly activity
+`final_result` as `label` (index in reader.CLASS_NAMES) and its weekly activity
 over WEEKS = 40 weeks (clicks, assessment submissions and scores, see
-`oulad.OuladData`), read back with random access and no TensorFlow through
+`reader.OuladData`), read back with random access and no TensorFlow through
 `builder.as_data_source()`.
 
 `federation_from_builder` turns the built data into a `Federation` for the
@@ -53,7 +53,7 @@ features and the sequence summarise the WHOLE presentation, a prediction at its
 end (Withdrawn students stop clicking, so this is easy for them). For an
 early-warning variant, `weeks=W` cuts everything at the end of week W - 1 (day
 7W): the sequence keeps weeks < W, the assessment features count submissions
-made before day 7W (a submission's week is `oulad.week_of(date_submitted)`;
+made before day 7W (a submission's week is `reader.week_of(date_submitted)`;
 its score counts as known then),
 log_clicks sums clicks of weeks < W, and a response counts as submitted only if
 the submission came before day 7W.
@@ -80,14 +80,14 @@ import tensorflow_datasets as tfds
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import tabular
-from fedjax_m3t.data.builders import common
-from fedjax_m3t.data.formats import oulad
+from fedjax_m3t.datasets import common
+from fedjax_m3t.datasets.oulad import reader
 
-WEEKS = oulad.WEEKS  # L: interaction steps, one per week.
+WEEKS = reader.WEEKS  # L: interaction steps, one per week.
 CLICK_BINS = 12  # B: bins 0, 1, 2-3, ..., 512-1023, >= 1024 clicks.
 TASKS = (
     spec_lib.TaskSpec(
-        name="final_result", kind="multiclass", num_classes=4, class_names=oulad.CLASS_NAMES
+        name="final_result", kind="multiclass", num_classes=4, class_names=reader.CLASS_NAMES
     ),
 )
 INSTITUTIONS = ("code_module", "region")
@@ -103,8 +103,8 @@ class Oulad(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
-    Download the OULAD zip from {oulad.DOWNLOAD_PAGE} (licence CC-BY 4.0) and put
-    its seven csv files ({", ".join(oulad.FILE_NAMES)}), unchanged, in the manual
+    Download the OULAD zip from {reader.DOWNLOAD_PAGE} (licence CC-BY 4.0) and put
+    its seven csv files ({", ".join(reader.FILE_NAMES)}), unchanged, in the manual
     directory: `<data_dir>/downloads/manual/` or the directory given as
     `tfds.download.DownloadConfig(manual_dir=...)`.
     """
@@ -113,7 +113,7 @@ class Oulad(tfds.core.GeneratorBasedBuilder):
         """As tfds.core.GeneratorBasedBuilder, writing array_record by default.
 
         Args:
-          strict: passed to `oulad.read_oulad`: raise on a malformed row.
+          strict: passed to `reader.read_oulad`: raise on a malformed row.
           file_format: the TFDS file format.
           **kwargs: for tfds.core.GeneratorBasedBuilder (data_dir, ...).
         """
@@ -126,9 +126,9 @@ class Oulad(tfds.core.GeneratorBasedBuilder):
             description=(
                 "Open University Learning Analytics Dataset: one example per registration "
                 "(code_module, code_presentation, id_student) with demographics, label = "
-                f"index of final_result in {oulad.CLASS_NAMES}, and per week of the "
+                f"index of final_result in {reader.CLASS_NAMES}, and per week of the "
                 f"presentation (0..{WEEKS - 1}, days 7w..7w+6) clicks and assessment "
-                "activity. See fedjax_m3t.data.formats.oulad."
+                "activity. See fedjax_m3t.datasets.oulad.reader."
             ),
             features=tfds.features.FeaturesDict(
                 {
@@ -158,7 +158,7 @@ class Oulad(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(pathlib.Path(dl_manager.manual_dir))}
 
     def _generate_examples(self, directory: pathlib.Path):
-        data = oulad.read_oulad(directory, strict=self.strict)
+        data = reader.read_oulad(directory, strict=self.strict)
         df = data.students
         columns = ("code_module", "code_presentation", "id_student", *CATEGORICAL,
                    "num_of_prev_attempts", "studied_credits", "date_registration",
