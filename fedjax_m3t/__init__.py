@@ -20,7 +20,7 @@ The layout shows the architecture:
   policy        which modules are federated, local or frozen
   algorithms/   pure client updates and server steps (FedAvg, FedOpt, FedProx)
   aggregation/  selective weighted means of client deltas
-  data/         the batch layout, federations, tables from DataFrames, text encodings
+  data/         the batch layout, federations, the train/test split, tables, text
   datasets/     the downloaded datasets, the school tables, synthetic education data
   simulation/   rounds (vmap / chunks / shard_map), the run loop, checkpoints
 """

@@ -15,6 +15,7 @@
 
   spec.py          the batch layout (DataSpec, TaskSpec) that models, tasks and metrics read
   federation.py    Federation (every client's examples, padded and stacked) and from_rows
+  split.py         the one train/test split of clients' examples (by unit, e.g. student)
   partition.py     Dirichlet label skew, for data without institutions
   tabular.py       a federation from a DataFrame (one client per value of a column)
   longitudinal.py  a student's earlier records as an 'interaction' sequence

@@ -11,21 +11,18 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""What the dataset modules share: building, reading back, splitting, malformed rows.
+"""What the dataset modules share: building, reading back, partitions, malformed rows.
 
 A dataset module (e.g. `assistments2009`) defines a `tfds.core.GeneratorBasedBuilder`
 and a `federation_from_builder`; the pieces here keep those short and alike:
 
   * `prepare` builds from the manual download directory, `read_all` reads a split back
     through `builder.as_data_source()` (array_record, random access, no TensorFlow);
-  * `split_by_student` is the natural partition: one client per institution, each
-    institution's students split between train and test (no student in both);
-  * `split_dirichlet` is the label-skew partition of `fedjax_m3t.data.partition`,
-    split by example;
-  * `split` picks one of them from a `partition` name, as the `--partition` flag does.
-
-Every split function returns (client names, per-client train row indices, per-client
-test row indices), the rows ascending; `federation.from_rows` gathers the examples.
+  * `partition` gives each example its client, natural (one per institution) or with
+    Dirichlet label skew (`fedjax_m3t.data.partition`), and splits every client's
+    examples into train and test with the one split of `fedjax_m3t.data.split`:
+    by student in the natural partition (no student in both), by example in the
+    Dirichlet one; `split.client_rows` and `federation.from_rows` then gather them.
 
 What every reader shares (`is_int`, `malformed_summary`, `malformed_details`): a
 reader keeps each malformed row as (line, reason) or (file, line, reason), the
@@ -40,9 +37,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import partition as partition_lib
+from fedjax_m3t.data import split as split_lib
 
 PARTITIONS = ("natural", "dirichlet")
-Split = tuple[tuple[str, ...], list[np.ndarray], list[np.ndarray]]
 SHOWN = 10  # Malformed rows listed one by one; the rest are counted.
 
 
@@ -83,124 +80,56 @@ def read_all(builder: tfds.core.DatasetBuilder, split: str = "train") -> dict[st
     return out
 
 
-def _check_fraction(test_fraction: float) -> None:
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
-
-
-def split_by_student(
-    client_ids: np.ndarray,
-    student_ids: np.ndarray,
-    times: np.ndarray,
-    *,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-) -> Split:
-    """Clients = distinct `client_ids`; each client's train/test split is by student.
-
-    A seeded shuffle of the client's students puts round(test_fraction * students)
-    of them (at least one, and at least one left for train) into test, so no test
-    example shares a student with a train example. A client with a single student
-    splits that student's examples in time instead: the last
-    round(test_fraction * n) (at least one) go to test. A client with one example
-    keeps it in train and has an empty test set.
-
-    Args:
-      client_ids: [n] the institution of each example (ints or strings).
-      student_ids: [n] the student of each example.
-      times: [n] an order within a student (e.g. an order id or a timestamp).
-      test_fraction: share of each client's students in test, in (0, 1).
-      seed: seed of the shuffles.
-
-    Returns:
-      (client names: str of each distinct client id, in sorted order; per client
-      int64 train rows, ascending; per client int64 test rows, ascending).
-
-    Raises:
-      ValueError: for test_fraction outside (0, 1).
-    """
-    _check_fraction(test_fraction)
-    rng = np.random.default_rng(seed)
-    names, trains, tests = [], [], []
-    for client in np.unique(client_ids):
-        rows = np.flatnonzero(client_ids == client)
-        students = np.unique(student_ids[rows])
-        if len(students) >= 2:
-            k = int(np.clip(round(test_fraction * len(students)), 1, len(students) - 1))
-            is_test = np.isin(student_ids[rows], rng.permutation(students)[:k])
-        else:
-            k = int(np.clip(round(test_fraction * len(rows)), 1, max(1, len(rows) - 1)))
-            k = k if len(rows) >= 2 else 0
-            time_rank = np.argsort(np.argsort(times[rows], kind="stable"), kind="stable")
-            is_test = time_rank >= len(rows) - k
-        names.append(str(client))
-        trains.append(rows[~is_test])
-        tests.append(rows[is_test])
-    return tuple(names), trains, tests
-
-
-def split_dirichlet(
-    labels: np.ndarray,
-    num_clients: int,
-    alpha: float | None,
-    *,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-) -> Split:
-    """`num_clients` clients with Dirichlet(alpha) label skew, split by example.
-
-    Students and institutions may span clients: use it to study label skew, not
-    institution effects.
-
-    Args:
-      labels: int [n] class of each example (binary labels as 0/1).
-      num_clients: clients to make.
-      alpha: Dirichlet concentration; None = IID.
-      test_fraction: share of each client's examples in test, in (0, 1).
-      seed: seed of the partition and the splits.
-
-    Returns:
-      (names 'dirichlet_00', ...; per client train rows; test rows), each client
-      with >= 2 examples keeping >= 1 in test.
-    """
-    _check_fraction(test_fraction)
-    client = partition_lib.dirichlet_partition(labels, num_clients, alpha, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    trains, tests = [], []
-    for c in range(num_clients):
-        rows = rng.permutation(np.flatnonzero(client == c))
-        k = int(np.clip(round(test_fraction * len(rows)), 1, len(rows) - 1)) if len(rows) > 1 else 0
-        tests.append(np.sort(rows[:k]))
-        trains.append(np.sort(rows[k:]))
-    return tuple(f"dirichlet_{c:02d}" for c in range(num_clients)), trains, tests
-
-
-def split(
-    partition: str,
+def partition(
+    kind: str,
     *,
     client_ids: np.ndarray,
-    student_ids: np.ndarray,
-    times: np.ndarray,
+    student_ids: np.ndarray | None,
     labels: np.ndarray,
     num_clients: int = 16,
     alpha: float | None = None,
     test_fraction: float = 0.25,
     seed: int = 0,
-) -> Split:
-    """`split_by_student` for partition='natural', `split_dirichlet` for 'dirichlet'.
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Each example's client and split, for the --partition flag's two choices.
 
-    Args: as those two functions; `labels` (int [n]) is used by 'dirichlet' only.
+    'natural': one client per distinct `client_ids` value (sorted, named by str of
+    the value); within it the split is by student (`split.units` of `student_ids`,
+    None = every example its own student). 'dirichlet': `num_clients` clients
+    named 'dirichlet_00', ... with Dirichlet(alpha) skew of `labels`
+    (`partition.dirichlet_partition`; students and institutions then span
+    clients: use it to study label skew, not institution effects), split by
+    example with seed + 1.
+
+    Args:
+      kind: 'natural' or 'dirichlet'.
+      client_ids: [n] the institution of each example (ints or strings).
+      student_ids: int [n] the student of each example, or None.
+      labels: int [n] the class of each example ('dirichlet' only).
+      num_clients: clients of the 'dirichlet' partition.
+      alpha: Dirichlet concentration; None = IID.
+      test_fraction: share of each client's students (examples) in test, in [0, 1).
+      seed: seed of the partition and the split.
+
+    Returns:
+      (client names, int64 [n] client index of each example, bool [n] train).
 
     Raises:
-      ValueError: for an unknown partition, naming the known ones.
+      ValueError: for an unknown partition, naming the known ones, or a bad
+        test_fraction.
     """
-    if partition == "natural":
-        return split_by_student(
-            client_ids, student_ids, times, test_fraction=test_fraction, seed=seed
-        )
-    if partition == "dirichlet":
-        return split_dirichlet(labels, num_clients, alpha, test_fraction=test_fraction, seed=seed)
-    raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}.")
+    if kind == "natural":
+        values, client = np.unique(np.asarray(client_ids), return_inverse=True)
+        client = client.reshape(-1).astype(np.int64)
+        unit = split_lib.units(client, student_ids)
+        train = split_lib.train_mask(client, unit, test_fraction=test_fraction, seed=seed)
+        return tuple(str(v) for v in values), client, train
+    if kind == "dirichlet":
+        client = partition_lib.dirichlet_partition(labels, num_clients, alpha, seed=seed)
+        # seed + 1: the split's keys do not reuse the partition's draws.
+        train = split_lib.train_mask(client, test_fraction=test_fraction, seed=seed + 1)
+        return tuple(f"dirichlet_{c:02d}" for c in range(num_clients)), client, train
+    raise ValueError(f"partition must be one of {PARTITIONS}, got {kind!r}.")
 
 
 def is_int(text: str) -> bool:

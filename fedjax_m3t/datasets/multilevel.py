@@ -145,7 +145,7 @@ def load(
     test_fraction: float = 0.25,
     standardize_targets: bool = False,
     verbose: bool = True,
-) -> tabular.TabularFederation:
+) -> tabular.Table:
     """One of DATASETS as a federation of schools (see the module docstring).
 
     Args:

@@ -60,12 +60,12 @@ LEARNING_RATE = 0.25
 
 
 @functools.cache
-def _load(name: str) -> tabular.TabularFederation:
+def _load(name: str) -> tabular.Table:
     return multilevel.load(name, verbose=False)
 
 
 @functools.cache
-def _exam_fit() -> tuple[tabular.TabularFederation, pd.DataFrame]:
+def _exam_fit() -> tuple[tabular.Table, pd.DataFrame]:
     df = multilevel.load_frame("exam")
     tab = tabular.federation_from_dataframe(
         df,
@@ -107,11 +107,11 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         fed = tab.federation
         self.assertLen(df, rows)
         self.assertEqual(fed.num_clients, clients)
-        self.assertLen(set(tab.groups), groups)
+        self.assertLen(set(tab.federation.groups), groups)
         self.assertEqual(tab.drops, {})  # No table has a missing school id.
         total = fed.num_examples("train").sum() + fed.num_examples("test").sum()
         self.assertEqual(int(total), rows - sum(tab.drops.values()))
-        every = np.sort(np.concatenate(tab.train_rows + tab.test_rows))
+        every = np.sort(np.concatenate(tab.federation.train_rows + tab.federation.test_rows))
         np.testing.assert_array_equal(every, np.arange(rows))  # Each row exactly once.
         # Every school with >= 2 students has a test student.
         sizes = fed.num_examples("train") + fed.num_examples("test")
@@ -121,7 +121,7 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         tab, df = _load("chem97"), multilevel.load_frame("chem97")
         lea = df.groupby("school").lea.agg(["first", "nunique"])
         self.assertEqual(int(lea["nunique"].max()), 1)
-        self.assertEqual(tab.groups, tuple(str(v) for v in lea["first"]))
+        self.assertEqual(tab.federation.groups, tuple(str(v) for v in lea["first"]))
         # 162 one-student schools: their student trains, their test set is empty.
         sizes = tab.federation.num_examples("train") + tab.federation.num_examples("test")
         self.assertEqual(int((sizes == 1).sum()), 162)
@@ -166,7 +166,7 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         np.testing.assert_array_equal(np.bincount(steps), [0, 12054, 0, 7182, 0, 4672, 0, 2888])
         # A student's records at a school are all train or all test.
         split = np.zeros(len(df), int)
-        split[np.concatenate(tab.test_rows)] = 1
+        split[np.concatenate(tab.federation.test_rows)] = 1
         per_student = pd.Series(split).groupby([df.sch, df.id]).nunique()
         self.assertEqual(int(per_student.max()), 1)
 
@@ -175,7 +175,7 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         # Student 100045, school 41: grades 1, 2, 3 in rows 2, 3, 4.
         self.assertEqual(df.gr[[2, 3, 4]].tolist(), ["1", "2", "3"])
         train = np.zeros(len(df), bool)
-        train[np.concatenate(tab.train_rows)] = True
+        train[np.concatenate(tab.federation.train_rows)] = True
         expected = []
         for row in (2, 3):  # The two earlier grades, oldest first.
             t = int(df.gr.cat.codes[row])
@@ -267,10 +267,10 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
         np.testing.assert_allclose(biases, effects.to_numpy(), rtol=0, atol=1e-3)
 
 
-def _per_row(tab: tabular.TabularFederation, fn) -> np.ndarray:
+def _per_row(tab: tabular.Table, fn) -> np.ndarray:
     """fn(split data) [clients, n, ...] gathered back into the frame's row order."""
     out = {}
-    for split, rows in (("train", tab.train_rows), ("test", tab.test_rows)):
+    for split, rows in (("train", tab.federation.train_rows), ("test", tab.federation.test_rows)):
         values = np.asarray(fn(getattr(tab.federation, split)))
         for c, r in enumerate(rows):
             out.update(zip(r.tolist(), values[c, : len(r)], strict=True))

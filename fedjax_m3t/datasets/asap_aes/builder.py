@@ -30,8 +30,9 @@ their mean.
   * clients are essay sets (the natural partition: each prompt was written in
     its own schools and scored by its own raters), named 'set1' .. 'set8';
   * each essay has its own student, so the split within a set is by essay
-    (`common.split_by_student` with student = essay_id): round(test_fraction * n)
-    essays (at least one, and at least one left for train) go to test;
+    (`common.partition`, the split of `fedjax_m3t.data.split`): round(test_fraction
+    * n) essays (rounded half up; at least one, and at least one left for train) go
+    to test;
   * partition='dirichlet' deals the essays to `num_clients` clients with
     Dirichlet(alpha) skew of the normalised score bucketed into `num_bins`
     quantile bins;
@@ -54,6 +55,7 @@ import tensorflow_datasets as tfds
 from fedjax_m3t import metrics
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.asap_aes import reader
@@ -278,11 +280,10 @@ def federation_from_builder(
     encoding = text_encoding or text.TextEncoding(kind="hash", length=TEXT_LENGTH)
     data = common.read_all(builder)
     score = data["score"].astype(np.float32)
-    names, trains, tests = common.split(
+    names, client, train = common.partition(
         partition,
         client_ids=np.array([f"set{s}" for s in data["essay_set"]]),
-        student_ids=data["essay_id"],
-        times=data["essay_id"],
+        student_ids=None,
         labels=score_bins(score, num_bins),
         num_clients=num_clients,
         alpha=alpha,
@@ -297,6 +298,7 @@ def federation_from_builder(
         "labels": {"score": score},
         "label_mask": {"score": np.ones(n, bool)},
     }
+    trains, tests = split_lib.client_rows(client, train, len(names))
     return federation_lib.from_rows(spec, names, trains, tests, examples)
 
 

@@ -22,13 +22,12 @@ access and no TensorFlow through `builder.as_data_source()`.
 
   * clients are schools (`school_id`, the natural partition), sorted by id and
     named by it;
-  * within a school the train/test split is by STUDENT, so that no test window
-    shares its history with a train window: a seeded shuffle of the school's
-    students puts round(test_fraction * students) of them (at least one, and at
-    least one left for train) into test. A school with a single student splits
-    that student's windows instead, the last round(test_fraction * n) (at least
-    one) in time going to test. So every client with >= 2 examples has a non-empty
-    test set;
+  * within a school the train/test split is by STUDENT (`fedjax_m3t.data.split`),
+    so that no test window shares its history with a train window: a seeded
+    shuffle of the school's students puts round(test_fraction * students) of them
+    (rounded half up; at least one, and at least one left for train) into test. A
+    school with a single student keeps its windows in train (its test set is
+    empty);
   * raw skill ids (scattered integers in the real file) are remapped to 1..K in
     increasing raw-id order, K the number of distinct skills in the built data (all
     splits); 0 stays padding. `num_skills` may reserve a larger vocabulary.
@@ -48,6 +47,7 @@ import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.assistments2009 import reader
 
@@ -187,15 +187,14 @@ def windows_federation(
     """A knowledge-tracing federation from built windows (ASSISTments, EdNet KT1).
 
     Skill ids are remapped to 1..K in increasing raw-id order (0 stays padding);
-    clients come from `common.split` with students = data['user_id'] and time =
-    data['order_id'].
+    clients and splits come from `common.partition` with students = data['user_id'].
 
     Args:
       data: from `common.read_all`: 'interaction' int [N, L, 2] raw skill ids,
-        'label' [N] 0/1, 'user_id' [N], 'order_id' [N].
+        'label' [N] 0/1, 'user_id' [N].
       client_ids: [N] the natural institution of each window.
       num_skills: the vocabulary K; None = the distinct skills in the data.
-      partition, num_clients, alpha, test_fraction, seed: as `common.split`.
+      partition, num_clients, alpha, test_fraction, seed: as `common.partition`.
 
     Returns:
       A Federation with DataSpec(modalities=('interaction',), tasks=(correct: binary,),
@@ -213,11 +212,10 @@ def windows_federation(
         raise ValueError(f"num_skills={num_skills} < {len(vocab)} distinct skills in the data.")
     skill = interaction[..., 0]
     interaction[..., 0] = np.where(skill > 0, np.searchsorted(vocab, skill) + 1, 0)
-    names, trains, tests = common.split(
+    names, client, train = common.partition(
         partition,
         client_ids=client_ids,
         student_ids=data["user_id"],
-        times=data["order_id"],
         labels=data["label"],
         num_clients=num_clients,
         alpha=alpha,
@@ -238,4 +236,5 @@ def windows_federation(
         "labels": {"correct": label},
         "label_mask": {"correct": np.ones(n, bool)},
     }
+    trains, tests = split_lib.client_rows(client, train, len(names))
     return federation_lib.from_rows(spec, names, trains, tests, examples)

@@ -29,8 +29,9 @@ with padding. Examples are read back with random access and no TensorFlow throug
   * EdNet has NO school or class field. The natural clients are start cohorts: the
     learners whose first interaction falls in the same calendar month (UTC, of the
     release's shifted clock), named 'YYYY-MM' (e.g. '2018-03') and sorted;
-  * within a cohort the train/test split is by learner (`common.split_by_student`),
-    so no test window shares its history with a train window;
+  * within a cohort the train/test split is by learner (`common.partition`, the
+    split of `fedjax_m3t.data.split`), so no test window shares its history with a
+    train window;
   * skills are remapped to 1..K in increasing tag order, K the number of distinct
     skills in the built data; 0 stays padding. `num_skills` may reserve a larger
     vocabulary.

@@ -60,9 +60,10 @@ the submission came before day 7W.
 
 Clients: partition='natural' makes one client per `code_module` (AAA..GGG), or
 per `region` with institution='region'; within a client the train/test split is
-by STUDENT (`common.split_by_student`; a student registered in several modules
-is in several clients, and within a client all of a student's registrations are
-on one side). partition='dirichlet' is `common.split_dirichlet` on final_result.
+by STUDENT (`common.partition`, the split of `fedjax_m3t.data.split`; a student
+registered in several modules is in several clients, and within a client all of a
+student's registrations are on one side). partition='dirichlet' deals the
+registrations with Dirichlet skew of final_result, split by registration.
 
 Example (prints the reader's summary and TFDS progress):
 
@@ -79,6 +80,7 @@ import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import tabular
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.oulad import reader
@@ -323,11 +325,10 @@ def federation_from_builder(
             common.prepare(builder, manual_dir=manual_dir)
     data = common.read_all(builder)
     label = data["label"].astype(np.int32)
-    names, trains, tests = common.split(
+    names, client, train = common.partition(
         partition,
         client_ids=data[institution],
         student_ids=data["id_student"],
-        times=data["code_presentation"],
         labels=label,
         num_clients=num_clients,
         alpha=alpha,
@@ -335,9 +336,6 @@ def federation_from_builder(
         seed=seed,
     )
     n = len(label)
-    client, train = np.zeros(n, np.int64), np.zeros(n, bool)
-    for c, (rows_train, rows_test) in enumerate(zip(trains, tests, strict=True)):
-        client[rows_train], client[rows_test], train[rows_train] = c, c, True
     x, _ = tabular_features(data, client, train, weeks=weeks)
     spec = spec_lib.DataSpec(
         modalities=("tabular", "interaction"),
@@ -352,4 +350,5 @@ def federation_from_builder(
         "labels": {"final_result": label},
         "label_mask": {"final_result": np.ones(n, bool)},
     }
+    trains, tests = split_lib.client_rows(client, train, len(names))
     return federation_lib.from_rows(spec, names, trains, tests, examples)

@@ -37,11 +37,11 @@ builder config per image side S in IMAGE_SIZES ('28px' (the default), '56px').
     'grade': 'grade1', ..., 'grade12'. Clients in that order, those without questions
     left out. The split is ScienceQA's official one: train and val questions train,
     test questions test (official_split=True). A client without official test
-    questions but with >= 2 questions moves a seeded round(test_fraction * n) (at
-    least one, at least one left) of them to test, so every client that can has a
-    non-empty test set. official_split=False splits each client's questions at
-    random instead (`common.split_by_student` with one "student" per question);
-  * partition='dirichlet': `common.split_dirichlet` on the answer index
+    questions splits its questions with the split of `fedjax_m3t.data.split`
+    (round(test_fraction * n), rounded half up, at least one and at least one left
+    of them to test), so every client that can has a non-empty test set.
+    official_split=False splits every client's questions that way;
+  * partition='dirichlet': `common.partition`'s Dirichlet skew of the answer index
     (num_clients clients, label skew alpha), split by example; the official split
     is not used.
 
@@ -61,6 +61,7 @@ import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.scienceqa import reader
@@ -194,22 +195,26 @@ def institution_of(data: dict[str, np.ndarray], institution: str) -> tuple[np.nd
     raise ValueError(f"institution must be one of {INSTITUTIONS}, got {institution!r}.")
 
 
-def _official_split(
-    codes: np.ndarray, splits: np.ndarray, test_fraction: float, seed: int
-) -> common.Split:
-    """Per present code: train = official train + val, test = official test (see module)."""
-    rng = np.random.default_rng(seed)
-    names, trains, tests = [], [], []
-    for code in np.unique(codes):
-        rows = np.flatnonzero(codes == code)
-        is_test = splits[rows] == "test"
-        if not is_test.any() and len(rows) >= 2:
-            k = int(np.clip(round(test_fraction * len(rows)), 1, len(rows) - 1))
-            is_test[rng.permutation(len(rows))[:k]] = True
-        names.append(str(code))
-        trains.append(rows[~is_test])
-        tests.append(rows[is_test])
-    return tuple(names), trains, tests
+def official_train(client: np.ndarray, splits: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """bool [n] train: the official split where a client has official test questions.
+
+    Such a client trains on its official train and val questions and tests on its
+    official test ones; any other client keeps `train`, the split of
+    `fedjax_m3t.data.split`.
+
+    >>> official_train(np.array([0, 0, 1, 1]), np.array(['train', 'test', 'val', 'train']),
+    ...                np.array([False, True, True, False])).tolist()
+    [True, False, True, False]
+
+    Args:
+      client: int [n] client index of each question.
+      splits: str [n] each question's official split ('train', 'val' or 'test').
+      train: bool [n] the random split, for clients without official test questions.
+    """
+    client = np.asarray(client, np.int64)
+    official_test = np.asarray(splits) == "test"
+    has_test = np.bincount(client, weights=official_test, minlength=int(client.max()) + 1) > 0
+    return np.where(has_test[client], ~official_test, train)
 
 
 def federation_from_builder(
@@ -274,22 +279,20 @@ def federation_from_builder(
     data = common.read_all(builder)
     codes, institution_names = institution_of(data, institution)
     n = len(codes)
-    if partition == "natural" and official_split:
-        names, trains, tests = _official_split(codes, data["split"], test_fraction, seed)
-    else:
-        names, trains, tests = common.split(
-            partition,
-            client_ids=codes,
-            student_ids=np.arange(n),
-            times=np.arange(n),
-            labels=data["answer"],
-            num_clients=num_clients,
-            alpha=alpha,
-            test_fraction=test_fraction,
-            seed=seed,
-        )
+    names, client, train = common.partition(
+        partition,
+        client_ids=codes,
+        student_ids=None,
+        labels=data["answer"],
+        num_clients=num_clients,
+        alpha=alpha,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
     if partition == "natural":
         names = tuple(institution_names[int(c)] for c in names)
+        if official_split:
+            train = official_train(client, data["split"], train)
     encoding = text_encoding or text_lib.TextEncoding(kind="hash", length=TEXT_LENGTH)
     texts = [
         reader.question_text(q, h, c.split(_CHOICE_SEPARATOR), lecture if include_lecture else "")
@@ -310,4 +313,5 @@ def federation_from_builder(
         "labels": {"answer": data["answer"].astype(np.int32)},
         "label_mask": {"answer": np.ones(n, bool)},
     }
+    trains, tests = split_lib.client_rows(client, train, len(names))
     return federation_lib.from_rows(spec, names, trains, tests, examples)
