@@ -24,27 +24,55 @@ and a `federation_from_builder`; the pieces here keep those short and alike:
     by student in the natural partition (no student in both), by example in the
     Dirichlet one; `split.client_rows` and `federation.from_rows` then gather them.
 
+The downloaded datasets' dependencies (tensorflow-datasets, pandas, pillow) are the
+optional extra `datasets`: a dataset module gets them from `require`, whose
+ImportError says how to install them, so that the core never needs them.
+
 What every reader shares (`is_int`, `malformed_summary`, `malformed_details`): a
 reader keeps each malformed row as (line, reason) or (file, line, reason), the
 line physical with 1 = the header, and prints a one-line summary with
 `malformed_summary` followed by the first few rows from `malformed_details`.
 """
 
+import importlib
 import os
 from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import partition as partition_lib
 from fedjax_m3t.data import split as split_lib
 
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
+
+INSTALL = 'pip install "fedjax_m3t[datasets]"'  # In a checkout: pip install -e ".[datasets]".
 PARTITIONS = ("natural", "dirichlet")
 SHOWN = 10  # Malformed rows listed one by one; the rest are counted.
 
 
+def require(name: str) -> ModuleType:
+    """Imports `name`, a dependency of the downloaded datasets (the extra 'datasets').
+
+    >>> require('numpy').__name__
+    'numpy'
+
+    Raises:
+      ImportError: if it is not installed, with the command that installs it.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise ImportError(
+            f"The downloaded datasets need {name.split('.')[0]}, from the optional extra "
+            f"'datasets': {INSTALL}"
+        ) from e
+
+
 def prepare(
-    builder: tfds.core.DatasetBuilder, *, manual_dir: str | os.PathLike | None = None
+    builder: "tfds.core.DatasetBuilder", *, manual_dir: str | os.PathLike | None = None
 ) -> None:
     """Builds `builder` from the files in `manual_dir` (default <data_dir>/downloads/manual).
 
@@ -52,16 +80,18 @@ def prepare(
       FileNotFoundError: from the dataset's reader, naming the expected file and
         where to download it.
     """
+    tfds = require("tensorflow_datasets")
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=config)
 
 
-def read_all(builder: tfds.core.DatasetBuilder, split: str = "train") -> dict[str, np.ndarray]:
+def read_all(builder: "tfds.core.DatasetBuilder", split: str = "train") -> dict[str, np.ndarray]:
     """Every example of a prepared split, stacked: {feature: [n, ...]}, data source order.
 
     Text features come back as Python str (object arrays); numeric ones with the
     feature's dtype and shape.
     """
+    tfds = require("tensorflow_datasets")
     source = builder.as_data_source(split=split)
     examples = source.__getitems__(range(len(source)))
     features = builder.info.features

@@ -50,7 +50,6 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t import metrics
 from fedjax_m3t.data import federation as federation_lib
@@ -59,6 +58,8 @@ from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.asap_aes import reader
+
+tfds = common.require("tensorflow_datasets")
 
 TEXT_LENGTH = 128  # Tokens per essay under the default encoding.
 TASKS = (spec_lib.TaskSpec(name="score", kind="regression"),)

@@ -35,9 +35,10 @@ import pathlib
 import sys
 
 import numpy as np
-import pandas as pd
 
 from fedjax_m3t.datasets import common
+
+pd = common.require("pandas")
 
 FILE_NAME = "training_set_rel3.tsv"
 ENCODING = "ISO-8859-1"

@@ -43,13 +43,14 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.assistments2009 import reader
+
+tfds = common.require("tensorflow_datasets")
 
 INTERACTION_LENGTH = 16  # L: positions per window, the query included.
 MAX_WINDOWS_PER_STUDENT = 64

@@ -32,9 +32,10 @@ import pathlib
 import sys
 
 import numpy as np
-import pandas as pd
 
 from fedjax_m3t.datasets import common
+
+pd = common.require("pandas")
 
 FILE_NAME = "skill_builder_data_corrected.csv"
 ENCODING = "latin-1"

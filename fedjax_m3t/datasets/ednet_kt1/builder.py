@@ -51,13 +51,14 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.assistments2009 import builder as assistments2009
 from fedjax_m3t.datasets.assistments2009 import reader as assistments
 from fedjax_m3t.datasets.ednet_kt1 import reader
+
+tfds = common.require("tensorflow_datasets")
 
 INTERACTION_LENGTH = assistments2009.INTERACTION_LENGTH  # L, the query included.
 MAX_WINDOWS_PER_STUDENT = assistments2009.MAX_WINDOWS_PER_STUDENT

@@ -44,9 +44,10 @@ import re
 import sys
 
 import numpy as np
-import pandas as pd
 
 from fedjax_m3t.datasets import common
+
+pd = common.require("pandas")
 
 KT1_DIR = "KT1"
 QUESTIONS_FILE = "contents/questions.csv"

@@ -76,7 +76,6 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -84,6 +83,8 @@ from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import tabular
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.oulad import reader
+
+tfds = common.require("tensorflow_datasets")
 
 WEEKS = reader.WEEKS  # L: interaction steps, one per week.
 CLICK_BINS = 12  # B: bins 0, 1, 2-3, ..., 512-1023, >= 1024 clicks.

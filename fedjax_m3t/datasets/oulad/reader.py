@@ -37,9 +37,10 @@ import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 
 from fedjax_m3t.datasets import common
+
+pd = common.require("pandas")
 
 FILE_NAMES = (
     "courses.csv",

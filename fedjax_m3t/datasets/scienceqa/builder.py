@@ -57,7 +57,6 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -65,6 +64,8 @@ from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.scienceqa import reader
+
+tfds = common.require("tensorflow_datasets")
 
 IMAGE_SIZES = (28, 56)
 MAX_CHOICES = reader.MAX_CHOICES

@@ -42,10 +42,11 @@ import re
 import sys
 
 import numpy as np
-import pandas as pd
-from PIL import Image
 
 from fedjax_m3t.datasets import common
+
+pd = common.require("pandas")
+Image = common.require("PIL.Image")
 
 FILE_NAMES = ("problems.json", "pid_splits.json")
 PROBLEMS_FILE, SPLITS_FILE = FILE_NAMES

@@ -49,9 +49,11 @@ import os
 import pathlib
 
 import numpy as np
-from PIL import Image
 
+from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.scienceqa import reader
+
+Image = common.require("PIL.Image")
 
 # (subject, topic, category, skill, grade bands, question, ((option, cue words), ...)).
 SKILLS = (
