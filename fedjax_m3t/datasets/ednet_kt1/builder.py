@@ -16,7 +16,7 @@
 `EdnetKt1` reads the manually downloaded EdNet KT1 user files and questions table
 through `fedjax_m3t.datasets.ednet_kt1.reader` (streaming, one user file at a time) and writes
 array_record files: one example per knowledge-tracing window, cut exactly as for
-ASSISTments by `fedjax_m3t.data.formats.assistments.sequences` (the same
+ASSISTments by `fedjax_m3t.datasets.assistments2009.reader.sequences` (the same
 INTERACTION_LENGTH and MAX_WINDOWS_PER_STUDENT as `assistments2009`): a learner's
 up to L - 1 previous (skill, correct) pairs and the query (skill, 2), label = whether
 the query question was answered right. The skill of a question is its FIRST tag; in
