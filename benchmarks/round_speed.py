@@ -55,7 +55,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from fedjax_m3t.algorithms import base, fed_opt, local_training  # noqa: E402
 from fedjax_m3t.data import spec as spec_lib  # noqa: E402
-from fedjax_m3t.data import synthetic  # noqa: E402
+from fedjax_m3t.datasets import synthetic  # noqa: E402
 from fedjax_m3t.models import interface, m3t  # noqa: E402
 from fedjax_m3t.simulation import devices  # noqa: E402
 from fedjax_m3t.simulation import loop as run_lib  # noqa: E402

@@ -17,15 +17,15 @@ r"""Writes small files in the real formats of the downloaded education datasets.
   python -m experiments.train --dataset=assistments2009+asap_aes \
       --data_dir=/tmp/tfds --manual_dir=/tmp/manual
 
-The files come from each format module's seeded latent-student generator
-(fedjax_m3t/data/formats/): the same file names, columns, separators, encodings
+The files come from each dataset's seeded latent-student generator
+(fedjax_m3t/datasets/<name>/writer.py): the same file names, columns, separators, encodings
 and quirks as the real downloads, so the builders read them exactly as they read
 the real files. All datasets can share one --out folder: their files do not clash.
 """
 
 from absl import app, flags
 
-from fedjax_m3t.data.formats import generate
+from fedjax_m3t.datasets import generate
 
 
 def main(argv: list[str]) -> None:

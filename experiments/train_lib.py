@@ -30,17 +30,18 @@ import numpy as np
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data import combine, multilevel, synthetic, tabular
+from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
+from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import baselines, equity, evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
 # Datasets read from downloaded files through a TFDS builder (--data_dir, --manual_dir):
-# name -> the module in fedjax_m3t.data.builders with its federation_from_builder.
+# name -> its folder in fedjax_m3t.datasets, whose builder has federation_from_builder.
 BUILDER_DATASETS = {
     "assistments2009": "assistments2009",
     "ednet_kt1": "ednet_kt1",
@@ -84,7 +85,7 @@ def build_federation(settings: dict) -> federation_lib.Federation:
     return load_data(settings)[0]
 
 
-def load_data(settings: dict) -> tuple[federation_lib.Federation, tabular.TabularFederation | None]:
+def load_data(settings: dict) -> tuple[federation_lib.Federation, tabular.Table | None]:
     """The federation named by --dataset, and the table it came from (None if none).
 
     The table (csv and the multilevel datasets) carries the rows behind each test
@@ -142,7 +143,7 @@ def _single(name: str, settings: dict) -> federation_lib.Federation:
     return _from_builder(name, settings)
 
 
-def _table(name: str, settings: dict) -> tabular.TabularFederation:
+def _table(name: str, settings: dict) -> tabular.Table:
     """The table federation of --dataset=csv or a multilevel dataset."""
     if name == "csv":
         return _from_table_file(settings)
@@ -193,8 +194,8 @@ def text_encoding(settings: dict, default_length: int = 64) -> text_lib.TextEnco
 
 
 def builder_module(name: str):
-    """The fedjax_m3t.data.builders module of a downloaded dataset."""
-    return importlib.import_module(f"fedjax_m3t.data.builders.{BUILDER_DATASETS[name]}")
+    """The fedjax_m3t.datasets builder module of a downloaded dataset."""
+    return importlib.import_module(f"fedjax_m3t.datasets.{BUILDER_DATASETS[name]}.builder")
 
 
 def dataset_options(name: str, items: list[str], accepted, taken: dict) -> dict[str, object]:
@@ -305,7 +306,7 @@ def _read_table(path: str):
     return (pd.read_parquet if path.endswith((".parquet", ".pq")) else pd.read_csv)(path)
 
 
-def _from_table_file(settings: dict) -> tabular.TabularFederation:
+def _from_table_file(settings: dict) -> tabular.Table:
     """A federation from --csv_path (CSV or Parquet) and the column flags."""
     import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
 
@@ -418,7 +419,7 @@ def local_config(settings: dict) -> local_training.LocalTrainingConfig:
     )
 
 
-def table_groups(settings: dict, table: tabular.TabularFederation | None) -> dict:
+def table_groups(settings: dict, table: tabular.Table | None) -> dict:
     """Group labels of a table federation, for per-group test metrics.
 
     Args:
@@ -435,7 +436,7 @@ def table_groups(settings: dict, table: tabular.TabularFederation | None) -> dic
         if settings.get("group_by"):
             raise SettingsError(f"--group_by needs a table; --dataset={name} is not one.")
         return {}
-    groups = {"group": table.groups} if table.groups else {}
+    groups = {"group": table.federation.groups} if table.federation.groups else {}
     if not settings.get("group_by"):
         return groups
     frame = _read_table(settings["csv_path"]) if name == "csv" else multilevel.load_frame(name)
@@ -443,7 +444,9 @@ def table_groups(settings: dict, table: tabular.TabularFederation | None) -> dic
     for column in settings["group_by"]:
         if column not in frame.columns:
             raise SettingsError(f"--group_by={column} is not a column of {list(frame.columns)}.")
-        groups[column] = equity.groups_from_rows(frame[column].to_numpy(), table.test_rows, size)
+        groups[column] = equity.groups_from_rows(
+            frame[column].to_numpy(), table.federation.test_rows, size
+        )
     return groups
 
 

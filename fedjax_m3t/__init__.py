@@ -21,7 +21,8 @@ The layout shows the architecture:
   algorithms/   the round contract (base), the client update, FedOpt (FedAvg, FedAvgM,
                 FedAdam, FedYogi, FedAdagrad, FedProx) by name
   aggregation/  stateful aggregators: selective weighted mean, coordinate median
-  data/         the batch layout, federations, synthetic education data
+  data/         the batch layout, federations, the train/test split, tables, text
+  datasets/     the downloaded datasets, the school tables, synthetic education data
   simulation/   rounds (vmap / chunks / shard_map), the run loop, checkpoints
 """
 
@@ -37,10 +38,11 @@ from fedjax_m3t.algorithms.base import (
 from fedjax_m3t.algorithms.local_training import LocalTrainingConfig
 from fedjax_m3t.algorithms.registry import build_algorithm
 from fedjax_m3t.algorithms.server_optimizers import server_optimizer
-from fedjax_m3t.data import federation, multilevel, spec, synthetic, tabular
+from fedjax_m3t.data import federation, spec, tabular
 from fedjax_m3t.data.federation import Federation
 from fedjax_m3t.data.spec import DataSpec, TaskSpec
-from fedjax_m3t.data.synthetic import SyntheticConfig, make_education_federation
+from fedjax_m3t.datasets import multilevel, synthetic
+from fedjax_m3t.datasets.synthetic import SyntheticConfig, make_education_federation
 from fedjax_m3t.models import interface, linear, m3t
 from fedjax_m3t.models.interface import Model
 from fedjax_m3t.models.m3t import M3TConfig, build_m3t_model

@@ -17,6 +17,11 @@ The layout of one client's examples is documented in `fedjax_m3t.data.spec`.
 A `Federation` stacks all clients on a leading axis, so a cohort is a gather:
 `jax.tree.map(lambda x: x[cohort_ids], federation.train)`. Arrays are host
 NumPy; the simulation moves them to devices once.
+
+It is the one federation type: a federation gathered from a flat table of
+examples (`from_rows`: a DataFrame, or a built TFDS dataset) also records where
+each client's examples came from (`train_rows`, `test_rows`) and, optionally, the
+group of each client (`groups`), to read results back per row or per group.
 """
 
 import dataclasses
@@ -69,19 +74,28 @@ def from_rows(
     train_rows: Sequence[np.ndarray],
     test_rows: Sequence[np.ndarray],
     examples: dict,
+    *,
+    groups: Sequence[str] = (),
+    positions: np.ndarray | None = None,
 ) -> "Federation":
     """A federation gathered from one flat table of examples.
 
     Args:
       spec: the data spec.
       client_names: one name per client.
-      train_rows: per client, int indices into the example axis of `examples`.
+      train_rows: per client, int indices into the example axis of `examples`
+        (e.g. from `fedjax_m3t.data.split.client_rows`).
       test_rows: the same for test.
       examples: the layout of spec.py without 'mask', leaves [N, ...] over all
         examples of all clients ('mask' is added: True for every gathered row).
+      groups: optional, one group label per client.
+      positions: optional int [N], the position of each example in the source
+        table, recorded as the federation's row positions (default: the indices
+        into `examples` themselves).
 
     Returns:
-      The Federation, leaves [num_clients, max rows per client, ...], zero-padded.
+      The Federation, leaves [num_clients, max rows per client, ...], zero-padded,
+      with `train_rows` / `test_rows` recording each client's source rows.
     """
 
     def gather(rows: np.ndarray) -> dict:
@@ -89,11 +103,18 @@ def from_rows(
         picked = jax.tree.map(lambda x: np.asarray(x)[rows], examples)
         return {**picked, "mask": np.ones(len(rows), bool)}
 
+    def source(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        return rows if positions is None else np.asarray(positions, np.int64)[rows]
+
     return Federation(
         spec=spec,
         client_names=tuple(client_names),
         train=stack_clients([gather(r) for r in train_rows]),
         test=stack_clients([gather(r) for r in test_rows]),
+        groups=tuple(groups),
+        train_rows=tuple(source(r) for r in train_rows),
+        test_rows=tuple(source(r) for r in test_rows),
     )
 
 
@@ -106,16 +127,34 @@ class Federation:
       client_names: one display name per client (e.g. an institution id).
       train: stacked train examples, leaves [num_clients, max_train, ...].
       test: stacked test examples, leaves [num_clients, max_test, ...].
+      groups: per client, a group label (e.g. the local education authority of a
+        school), for per-group metrics; () if the clients have none.
+      train_rows: per client, int64 [n_train_c] positions in the source table of
+        its train examples, in their order (a DataFrame's iloc, the index of a
+        built TFDS split); () if not recorded (synthetic or combined data).
+      test_rows: the same for the test examples.
     """
 
     spec: spec_lib.DataSpec
     client_names: tuple[str, ...]
     train: dict
     test: dict
+    groups: tuple[str, ...] = ()
+    train_rows: tuple[np.ndarray, ...] = ()
+    test_rows: tuple[np.ndarray, ...] = ()
 
     def __post_init__(self):
         validate_examples(self.spec, self.train, "train", len(self.client_names))
         validate_examples(self.spec, self.test, "test", len(self.client_names))
+        if self.groups and len(self.groups) != self.num_clients:
+            raise ValueError(f"{len(self.groups)} groups for {self.num_clients} clients.")
+        for split, rows in (("train", self.train_rows), ("test", self.test_rows)):
+            counts = np.asarray(getattr(self, split)["mask"]).sum(axis=1)
+            if rows and [len(r) for r in rows] != counts.tolist():
+                raise ValueError(
+                    f"{split}_rows must hold one position per real {split} example of each "
+                    f"of the {self.num_clients} clients."
+                )
 
     @property
     def num_clients(self) -> int:

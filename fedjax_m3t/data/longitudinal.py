@@ -63,10 +63,11 @@ interaction (present False, zeros) and are counted in `unlinked`
 history. A row with a student id and a time always has the interaction modality,
 with only the query step when it has no earlier record.
 
-Split. `split_units` makes a student's records at one client one unit (a row
-without a student id is a unit of its own), so the train/test split of
-tabular.federation_from_dataframe keeps them in one split: no test example's
-history holds a train label of the same student. A test example's history does
+Split. `student_codes` gives `fedjax_m3t.data.split.units` the students, so that
+a student's records at one client are one unit (a row without a student id is a
+unit of its own) and the train/test split of tabular.federation_from_dataframe
+keeps them in one split: no test example's history holds a train label of the same
+student. A test example's history does
 hold its student's earlier outcomes (test labels of earlier records, known before
 this record's time, as in knowledge tracing), never its own; the level and
 response thresholds come from train labels only.
@@ -138,23 +139,13 @@ def check_columns(df, student_column: str | None, time_column: str | None) -> bo
     return True
 
 
-def split_units(students, client: np.ndarray) -> np.ndarray:
-    """int64 [N]: one unit per (client, student); a row without a student id is its own.
+def student_codes(students) -> np.ndarray:
+    """int64 [N] code of each row's student (equal ids, equal codes); -1 if it has none.
 
     Args:
       students: the student id column (a pandas Series) [N].
-      client: int [N] client index of each row.
-
-    Returns:
-      unit ids 0..U-1, numbered in order of first appearance.
     """
-    code, _ = _factorize(students)
-    key = np.where(code >= 0, code, -1 - np.arange(len(code)))  # Missing: a unit each.
-    pairs = np.stack([client.astype(np.int64), key], axis=1)
-    _, first, unit = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
-    # Renumber by first appearance, so the split does not depend on id values.
-    order = np.argsort(np.argsort(first))
-    return order[unit.reshape(-1)].astype(np.int64)
+    return _factorize(students)[0]
 
 
 def time_ranks(series) -> tuple[np.ndarray, tuple[str, ...]]:

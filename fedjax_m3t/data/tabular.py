@@ -17,11 +17,13 @@
 column) into a `Federation` with the single modality 'tabular':
 
   * clients are the distinct values of `client_column`, sorted; rows whose client
-    id is missing are dropped and counted in `TabularFederation.drops`;
-  * every client's rows are split, with a seeded shuffle, into train and test: a
-    client with >= 2 rows keeps at least one row in each split (when
-    `test_fraction` > 0); a 1-row client keeps its row in train and has an empty
-    test set; `test_fraction=0` puts every row in train;
+    id is missing are dropped and counted in `Table.drops`;
+  * every client's rows are split into train and test by `fedjax_m3t.data.split`
+    (each row a unit, or each student of a longitudinal table): a client with >= 2
+    units keeps at least one in each split (when `test_fraction` > 0); a 1-unit
+    client keeps it in train and has an empty test set; `test_fraction=0` puts
+    every row in train. The Federation records each client's rows of the frame
+    (`train_rows`, `test_rows`) and, with a group column, each client's group;
   * numeric features are standardised with the example-weighted mean and variance
     obtained from per-client sums over TRAIN rows (sum, sum of squares, count).
     These are the statistics a real federation can compute with one round of
@@ -45,18 +47,18 @@ column) into a `Federation` with the single modality 'tabular':
     with >= 2 students keeps at least one student in each split (the fractions
     above count students, not rows); rows without a student id split as single
     rows. Rows without a student id or time are kept without an interaction
-    (present False) and counted in `TabularFederation.unlinked`.
+    (present False) and counted in `Table.unlinked`.
 """
 
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import jax
 import numpy as np
 
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import longitudinal
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.data import split as split_lib
 
 TARGET_KINDS = ("regression", "classification")
 MISSING_CLIENT = "missing_client"
@@ -64,20 +66,20 @@ MISSING_GROUP = "missing_group"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TabularFederation:
-    """A federation built from a DataFrame, with what is needed to read it back.
+class Table:
+    """A DataFrame as a federation: the Federation and how the table was encoded.
 
     Attributes:
-      federation: the clients' data (modalities ('tabular',), one task per target).
-      groups: per client, its value of the group column (e.g. the local education
-        authority of a school), as a string; () without a group column.
+      federation: the clients' data (modalities ('tabular',), one task per target);
+        its `groups` are each client's value of the group column (e.g. the local
+        education authority of a school), as a string (() without a group column),
+        its `train_rows` / `test_rows` the positions (iloc) of each client's rows in
+        the input frame.
       feature_names: the F columns of inputs['tabular'], in order.
       drops: {reason: rows dropped} ('missing_client', 'missing_group'); only
         reasons that dropped a row appear.
       means: {numeric feature column: train mean used to standardise it}.
       stds: {numeric feature column: train std (ddof=0; 1.0 if constant) used}.
-      train_rows: per client, int64 [n_train_c] positions (iloc) in the input frame.
-      test_rows: per client, int64 [n_test_c] positions (iloc) in the input frame.
       target_means: {regression target: train mean subtracted from its labels}; empty
         unless built with standardize_targets=True.
       target_stds: {regression target: train std its labels were divided by}; a
@@ -88,13 +90,10 @@ class TabularFederation:
     """
 
     federation: federation_lib.Federation
-    groups: tuple[str, ...]
     feature_names: tuple[str, ...]
     drops: dict[str, int]
     means: dict[str, float]
     stds: dict[str, float]
-    train_rows: tuple[np.ndarray, ...]
-    test_rows: tuple[np.ndarray, ...]
     target_means: dict[str, float] = dataclasses.field(default_factory=dict)
     target_stds: dict[str, float] = dataclasses.field(default_factory=dict)
     time_values: tuple[str, ...] = ()
@@ -116,7 +115,7 @@ def federation_from_dataframe(
     time_column: str | None = None,
     interaction_length: int = 8,
     verbose: bool = True,
-) -> TabularFederation:
+) -> Table:
     """Builds a tabular federation with one client per value of `client_column`.
 
     See the module docstring for the encoding, the split and the standardisation.
@@ -167,8 +166,10 @@ def federation_from_dataframe(
     client_values, client = np.unique(df[client_column].to_numpy(), return_inverse=True)
     num_clients = len(client_values)
     groups = _client_groups(df, group_column, client, client_values)
-    units = longitudinal.split_units(df[student_column], client) if is_longitudinal else None
-    train = _split(client, num_clients, test_fraction, seed, units)
+    students = longitudinal.student_codes(df[student_column]) if is_longitudinal else None
+    train = split_lib.train_mask(
+        client, split_lib.units(client, students), test_fraction=test_fraction, seed=seed
+    )
     x, names, means, stds = _encode_features(
         df, feature_columns, categorical_columns, client, train
     )
@@ -192,7 +193,6 @@ def federation_from_dataframe(
         "present": {"tabular": np.ones(len(df), bool)},
         "labels": labels,
         "label_mask": label_mask,
-        "mask": np.ones(len(df), bool),
     }
     spec = spec_lib.DataSpec(modalities=("tabular",), tasks=tasks, tabular_features=len(names))
     if history is not None:
@@ -204,23 +204,20 @@ def federation_from_dataframe(
             num_skills=history.num_skills,
             interaction_length=interaction_length,
         )
-    train_data, train_rows = _stack(examples, client, train, num_clients, positions)
-    test_data, test_rows = _stack(examples, client, ~train, num_clients, positions)
-    federation = federation_lib.Federation(
-        spec=spec,
-        client_names=tuple(_format(v) for v in client_values),
-        train=train_data,
-        test=test_data,
-    )
-    result = TabularFederation(
-        federation=federation,
+    federation = federation_lib.from_rows(
+        spec,
+        tuple(_format(v) for v in client_values),
+        *split_lib.client_rows(client, train, num_clients),
+        examples,
         groups=groups,
+        positions=positions,
+    )
+    result = Table(
+        federation=federation,
         feature_names=names,
         drops=drops,
         means=means,
         stds=stds,
-        train_rows=train_rows,
-        test_rows=test_rows,
         target_means=target_means,
         target_stds=target_stds,
         time_values=history.time_values if history else (),
@@ -231,12 +228,12 @@ def federation_from_dataframe(
     return result
 
 
-def describe(tab: TabularFederation, group_column: str | None = None) -> str:
+def describe(tab: Table, group_column: str | None = None) -> str:
     """The federation's summary, its groups and the dropped rows, as text."""
     lines = [tab.federation.summary()]
-    if tab.groups:
+    if tab.federation.groups:
         label = f" ({group_column})" if group_column else ""
-        lines.append(f"  groups{label}: {len(set(tab.groups))}")
+        lines.append(f"  groups{label}: {len(set(tab.federation.groups))}")
     dropped = ", ".join(f"{k}: {v}" for k, v in tab.drops.items()) or "none"
     lines.append(f"  rows dropped: {dropped}")
     lines.append(f"  features ({len(tab.feature_names)}): {', '.join(tab.feature_names)}")
@@ -316,39 +313,6 @@ def _client_groups(df, group_column, client, client_values) -> tuple[str, ...]:
             f"{group_column!r}: {seen}."
         )
     return tuple(_format(group_values[g]) for g in pairs[:, 1])
-
-
-def _split(client, num_clients, test_fraction, seed, units=None) -> np.ndarray:
-    """bool [N], True for train rows: a seeded shuffle of units within each client.
-
-    A unit is a row, or (longitudinal) all rows of one student at one client:
-    int64 `units` [N] in 0..U-1. A client of n >= 2 units gets
-    round(test_fraction * n) test units, clipped to [1, n - 1] when test_fraction >
-    0; a 1-unit client keeps its unit in train.
-    """
-    if units is None:
-        units = np.arange(len(client))
-    unit_client = np.zeros(int(units.max()) + 1, np.int64)
-    unit_client[units] = client
-    n = np.bincount(unit_client, minlength=num_clients)
-    num_test = np.floor(test_fraction * n + 0.5).astype(np.int64)
-    if test_fraction > 0:
-        num_test = np.clip(num_test, 1, np.maximum(n - 1, 1))
-    num_test = np.where(n >= 2, num_test, 0)
-    key = np.random.default_rng(seed).random(len(unit_client))
-    rank = _rank_within(unit_client, key, num_clients)
-    return (rank >= num_test[unit_client])[units]
-
-
-def _rank_within(client: np.ndarray, key: np.ndarray, num_clients: int) -> np.ndarray:
-    """int [N]: each row's rank by `key` among its client's rows (0 = smallest)."""
-    order = np.lexsort((key, client))
-    starts = np.cumsum(np.bincount(client, minlength=num_clients)) - np.bincount(
-        client, minlength=num_clients
-    )
-    rank = np.empty(len(client), np.int64)
-    rank[order] = np.arange(len(client)) - starts[client[order]]
-    return rank
 
 
 def federated_mean_std(
@@ -465,29 +429,6 @@ def _standardize_targets(tasks, labels, label_mask, client, train):
         scaled = np.where(present, (values - mean) / std, 0.0)
         labels[task.name] = scaled.astype(np.float32)
     return labels, means, stds
-
-
-def _stack(examples, client, rows, num_clients, positions):
-    """Stacks the selected rows per client: leaves [num_clients, max(1, largest), ...].
-
-    Returns:
-      (stacked examples, per-client int64 positions of those rows in the input frame).
-    """
-    index = np.flatnonzero(rows)
-    index = index[np.argsort(client[index], kind="stable")]
-    owner = client[index]
-    counts = np.bincount(owner, minlength=num_clients)
-    slot = np.arange(len(index)) - (np.cumsum(counts) - counts)[owner]
-    size = max(1, int(counts.max()) if len(index) else 1)
-
-    def place(x):
-        out = np.zeros((num_clients, size) + x.shape[1:], x.dtype)
-        out[owner, slot] = x[index]
-        return out
-
-    stacked = jax.tree.map(place, examples)
-    per_client = tuple(np.split(positions[index], np.cumsum(counts)[:-1]))
-    return stacked, per_client
 
 
 def _sorted_unique(series) -> list:

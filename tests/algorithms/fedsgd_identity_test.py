@@ -30,7 +30,7 @@ from absl.testing import absltest
 
 from fedjax_m3t import tasks, tree
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data import synthetic
+from fedjax_m3t.datasets import synthetic
 from fedjax_m3t.models import m3t
 from fedjax_m3t.simulation import round as round_lib
 

