@@ -133,6 +133,9 @@ class Federation:
         its train examples, in their order (a DataFrame's iloc, the index of a
         built TFDS split); () if not recorded (synthetic or combined data).
       test_rows: the same for the test examples.
+      global_test: optional held-out examples that belong to no client (e.g. a
+        benchmark's official test set), leaves [n, ...] in the layout of spec.py;
+        the simulation scores the global model on it. None if there is none.
     """
 
     spec: spec_lib.DataSpec
@@ -142,10 +145,14 @@ class Federation:
     groups: tuple[str, ...] = ()
     train_rows: tuple[np.ndarray, ...] = ()
     test_rows: tuple[np.ndarray, ...] = ()
+    global_test: dict | None = None
 
     def __post_init__(self):
         validate_examples(self.spec, self.train, "train", len(self.client_names))
         validate_examples(self.spec, self.test, "test", len(self.client_names))
+        if self.global_test is not None:
+            one = jax.tree.map(lambda x: np.asarray(x)[None], self.global_test)
+            validate_examples(self.spec, one, "global_test (one set, no client axis)", 1)
         if self.groups and len(self.groups) != self.num_clients:
             raise ValueError(f"{len(self.groups)} groups for {self.num_clients} clients.")
         for split, rows in (("train", self.train_rows), ("test", self.test_rows)):
@@ -159,6 +166,14 @@ class Federation:
     @property
     def num_clients(self) -> int:
         return len(self.client_names)
+
+    def group_ids(self) -> np.ndarray:
+        """int32 [num_clients]: 1 + the index of each client's group among the sorted
+        group names (ClientContext.group); all 0 when the clients have no groups."""
+        if not self.groups:
+            return np.zeros(self.num_clients, np.int32)
+        names = sorted(set(self.groups))
+        return np.asarray([1 + names.index(g) for g in self.groups], np.int32)
 
     def num_examples(self, split: str = "train") -> np.ndarray:
         """Real examples per client, int64 [num_clients]."""

@@ -112,6 +112,8 @@ class SimulationResult(NamedTuple):
       global_report: final test metrics of the global model.
       personal_report: final test metrics of each client's view (global + its local
         leaves); the same object as global_report when no module is local.
+      global_test_report: the global model on `federation.global_test` (its
+        `pooled` metrics; one 'client'), or None when the federation has none.
     """
 
     server_state: base.ServerState
@@ -119,6 +121,7 @@ class SimulationResult(NamedTuple):
     history: list
     global_report: evaluation.Report
     personal_report: evaluation.Report
+    global_test_report: evaluation.Report | None = None
 
 
 class RoundInfo(NamedTuple):
@@ -186,7 +189,7 @@ def run(
       hooks: called after every round with a RoundInfo (each forces the host to
         wait for that round).
       population: which clients may be sampled and their groups (cohort.Population;
-        None: everyone, group 0).
+        None: everyone, in the groups of `federation.group_ids()`).
 
     Returns:
       The final state, per-round history and final evaluation reports.
@@ -222,7 +225,13 @@ def run(
     state, client_states, resumed = _maybe_resume(config, fingerprint, state, client_states)
     start = resumed or int(jax.device_get(state.round))
     rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
-    population = population or cohort_lib.everyone(num_clients)
+    if population is None:
+        population = cohort_lib.Population(
+            eligible=jnp.ones((num_clients,), bool), group=jnp.asarray(federation.group_ids())
+        )
+    global_test = None
+    if federation.global_test is not None:  # One set: a leading 'client' axis of 1.
+        global_test = jax.device_put(jax.tree.map(lambda x: x[None], federation.global_test))
     # Placed once: rounds and periodic evaluations then move no data host->device.
     # With several devices the federation, the client states and the population are
     # padded to whole blocks and sharded over the clients axis (each device holds
@@ -267,6 +276,9 @@ def run(
                 metrics.update(
                     _report_metrics("personal", evaluator, state.params, test, federation, states)
                 )
+            if global_test is not None:
+                report = evaluator.evaluate(state.params, global_test)
+                metrics.update(_flat("global_test", report))
         writer.write(round_num, metrics)
         history.append({"round": round_num, **metrics})
         say(logging_lib.progress_line(round_num, config.rounds, metrics, metrics["seconds"]))
@@ -322,7 +334,12 @@ def run(
     personal_report = global_report
     if has_local:
         personal_report = _final(evaluator, state.params, test, federation, states)
-    return SimulationResult(state, unpad(states), history, global_report, personal_report)
+    global_test_report = None
+    if global_test is not None:
+        global_test_report = evaluator.evaluate(state.params, global_test)
+    return SimulationResult(
+        state, unpad(states), history, global_report, personal_report, global_test_report
+    )
 
 
 def place_clients(
@@ -362,7 +379,11 @@ def _final(evaluator, params, test, federation, client_states=None) -> evaluatio
 
 
 def _report_metrics(prefix, evaluator, params, test, federation, client_states=None) -> dict:
-    report = _final(evaluator, params, test, federation, client_states)
+    return _flat(prefix, _final(evaluator, params, test, federation, client_states))
+
+
+def _flat(prefix: str, report: evaluation.Report) -> dict:
+    """{'<prefix>/<task>/<metric>': value} of a report's pooled metrics."""
     return {
         f"{prefix}/{task}/{name}": value
         for task, values in report.pooled.items()

@@ -19,6 +19,7 @@ that keep the training keys, eligibility as data, per-task loss metrics as sums
 and counts, run(initial_state, hooks), and Ctrl-C between rounds.
 """
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, registry, server_optimizers
 from fedjax_m3t.models import linear
 from fedjax_m3t.simulation import cohort as cohort_lib
+from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import round as round_lib
 from tests import helpers
 
@@ -310,6 +312,27 @@ class ServerStepTest(absltest.TestCase):
         np.testing.assert_allclose(metrics["trained_fraction"], 0.5)
 
 
+class Bfloat16Test(absltest.TestCase):
+    def test_bf16_params_and_deltas_go_through_the_round(self):
+        # bf16 params train, send bf16 deltas, are summed in float32 and stay bf16; the
+        # result is the float32 round's to bf16 precision.
+        model = _model()
+        params = _params(model)
+        algorithm = _algorithm(model)
+        out = {}
+        for dtype in (jnp.float32, jnp.bfloat16):
+            p = jax.tree.map(lambda x, dtype=dtype: x.astype(dtype), params)
+            state, states = _start(algorithm, p)
+            out[dtype] = _round(algorithm)(state, states, _train(), jax.random.key(0))
+        bf16 = out[jnp.bfloat16].server_state.params
+        self.assertEqual(bf16["heads"]["a"]["kernel"].dtype, jnp.bfloat16)
+        _close(
+            jax.tree.map(lambda x: x.astype(jnp.float32), bf16),
+            out[jnp.float32].server_state.params,
+            atol=3e-2,
+        )
+
+
 class ClientTransformTest(absltest.TestCase):
     def _run(self, transform):
         model = _model()
@@ -507,6 +530,29 @@ class RunContractTest(absltest.TestCase):
         self.assertAlmostEqual(
             four.personal_report.pooled["b"]["r2"], one.personal_report.pooled["b"]["r2"], 4
         )
+
+    def test_a_global_test_set_is_scored_with_the_global_model(self):
+        model, algorithm, federation = _run_problem()
+        rng = np.random.default_rng(7)
+        held_out = helpers.linear_client(rng, 9, ("a", "b"))
+        federation = dataclasses.replace(federation, global_test=held_out)
+        result = simulation.run(algorithm, model, federation, _config(rounds=2, eval_every=1))
+        want = evaluation.evaluate(
+            model, result.server_state.params, jax.tree.map(lambda x: x[None], held_out)
+        )
+        self.assertEqual(result.global_test_report.pooled["a"]["count"], 9)
+        self.assertAlmostEqual(
+            result.global_test_report.pooled["a"]["r2"], want.pooled["a"]["r2"], places=6
+        )
+        self.assertAlmostEqual(result.history[-1]["global_test/a/r2"], want.pooled["a"]["r2"], 6)
+        with self.assertRaisesRegex(ValueError, "global_test"):
+            dataclasses.replace(federation, global_test={**held_out, "mask": held_out["mask"][:3]})
+
+    def test_groups_become_context_groups(self):
+        federation = _run_problem()[2]
+        grouped = dataclasses.replace(federation, groups=("b", "a", "b", "c", "a", "b"))
+        np.testing.assert_array_equal(grouped.group_ids(), [2, 1, 2, 3, 1, 2])
+        np.testing.assert_array_equal(federation.group_ids(), np.zeros(6))
 
     def test_bad_chunk_and_device_counts_are_refused(self):
         with self.assertRaisesRegex(ValueError, "chunk_size must be >= 1"):
