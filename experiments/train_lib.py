@@ -28,14 +28,15 @@ import os
 import jax
 import numpy as np
 
+from fedjax_m3t import evaluation
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import combine, multilevel, synthetic, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
+from fedjax_m3t.evaluation import baselines, equity
 from fedjax_m3t.models import linear, m3t
-from fedjax_m3t.simulation import baselines, equity, evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 

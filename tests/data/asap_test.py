@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
+from fedjax_m3t import evaluation
 from fedjax_m3t.data import text
 from fedjax_m3t.data.builders import asap_aes, common
 from fedjax_m3t.data.formats import asap
-from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
 # domain1_score ranges per essay set, from DATA.md (not from the module under test).

@@ -35,11 +35,11 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
+from fedjax_m3t import evaluation
 from fedjax_m3t.data import text
 from fedjax_m3t.data.builders import common
 from fedjax_m3t.data.builders import scienceqa as scienceqa_builder
 from fedjax_m3t.data.formats import scienceqa
-from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
 _NUM_QUESTIONS = 1000

@@ -28,8 +28,8 @@ import numpy as np
 
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.evaluation import report as report_lib
 from fedjax_m3t.models import interface
-from fedjax_m3t.simulation import evaluation
 
 LOWER_IS_BETTER = frozenset({"rmse"})
 """Metrics whose worst value is the largest (all others: the smallest)."""
@@ -41,7 +41,7 @@ def higher_is_better(metric: str) -> bool:
 
 
 def client_spread(
-    report: evaluation.Report, task: str, metric: str, *, min_count: int = 5
+    report: report_lib.Report, task: str, metric: str, *, min_count: int = 5
 ) -> dict[str, float]:
     """One metric's distribution over clients.
 
@@ -184,7 +184,7 @@ def group_gap(groups_report: dict[str, dict[str, dict]]) -> dict[str, dict[str, 
 
 
 def format_comparison(
-    reports: dict[str, evaluation.Report],
+    reports: dict[str, report_lib.Report],
     spec: spec_lib.DataSpec,
     *,
     metrics: dict[str, str] | None = None,
