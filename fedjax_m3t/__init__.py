@@ -24,9 +24,10 @@ The layout shows the architecture:
   data/         the batch layout, federations, the train/test split, tables, text
   datasets/     the downloaded datasets, the school tables, synthetic education data
   simulation/   rounds (vmap / chunks / shard_map), the run loop, checkpoints
+  evaluation/   test reports (global and personalised views), baselines, equity
 """
 
-from fedjax_m3t import metrics, policy, simulation, tasks, tree
+from fedjax_m3t import evaluation, metrics, policy, simulation, tasks, tree
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, registry
 from fedjax_m3t.algorithms.base import (
@@ -48,7 +49,6 @@ from fedjax_m3t.models.interface import Model
 from fedjax_m3t.models.m3t import M3TConfig, build_m3t_model
 from fedjax_m3t.policy import ModulePolicy
 from fedjax_m3t.simulation import devices as _devices
-from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult
 
 # Importing the package starts no JAX backend, so the CPU can still be split into

@@ -11,21 +11,19 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Simulation: cohorts, the jitted round, the run loop, evaluation, checkpoints."""
+"""Simulation: cohorts, the jitted round, the run loop, checkpoints.
 
-from fedjax_m3t.simulation import baselines, equity
-from fedjax_m3t.simulation.evaluation import Report, evaluate
+The reports a run ends with, and the baselines to compare it with, are in
+`fedjax_m3t.evaluation`.
+"""
+
 from fedjax_m3t.simulation.loop import SimulationConfig, SimulationResult, fresh_state, run
 from fedjax_m3t.simulation.round import build_round, make_client_mesh
 
 __all__ = [
-    "Report",
     "SimulationConfig",
     "SimulationResult",
-    "baselines",
     "build_round",
-    "equity",
-    "evaluate",
     "fresh_state",
     "make_client_mesh",
     "run",

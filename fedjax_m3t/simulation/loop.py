@@ -38,17 +38,15 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fedjax_m3t import evaluation, seeding
 from fedjax_m3t import typing as t
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import checkpoint as checkpoint_lib
 from fedjax_m3t.simulation import cohort as cohort_lib
-from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import round as round_lib
-
-PARAMS_TAG, ROUNDS_TAG = 0, 1
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -147,7 +145,7 @@ def fresh_state(
     algorithm: base.FederatedAlgorithm, model: interface.Model, num_clients: int, seed: int
 ) -> tuple[base.ServerState, t.PyTree]:
     """The round-0 server state and stacked client states [num_clients, ...]."""
-    params = model.init(jax.random.fold_in(jax.random.key(seed), PARAMS_TAG))
+    params = model.init(seeding.params_key(seed))
     state = algorithm.init(params)
     one = algorithm.init_client_state(params)
     clients = jax.tree.map(lambda x: jnp.array(jnp.broadcast_to(x, (num_clients,) + x.shape)), one)
@@ -224,7 +222,7 @@ def run(
         state, client_states = initial_state
     state, client_states, resumed = _maybe_resume(config, fingerprint, state, client_states)
     start = resumed or int(jax.device_get(state.round))
-    rounds_key = jax.random.fold_in(jax.random.key(config.seed), ROUNDS_TAG)
+    rounds_key = jax.random.fold_in(jax.random.key(config.seed), seeding.ROUNDS_TAG)
     if population is None:
         population = cohort_lib.Population(
             eligible=jnp.ones((num_clients,), bool), group=jnp.asarray(federation.group_ids())

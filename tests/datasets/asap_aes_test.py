@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 from absl.testing import absltest
 
+from fedjax_m3t import evaluation
 from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.asap_aes import builder as asap_aes_builder
 from fedjax_m3t.datasets.asap_aes import reader, writer
-from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
 # domain1_score ranges per essay set, from DATA.md (not from the module under test).

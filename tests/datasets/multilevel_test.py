@@ -40,8 +40,8 @@ import pandas as pd
 import pytest
 from absl.testing import absltest, parameterized
 
+from fedjax_m3t import evaluation, simulation
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t import simulation
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import tabular
 from fedjax_m3t.datasets import multilevel
@@ -216,7 +216,7 @@ class MultilevelTest(chex.TestCase, parameterized.TestCase):
             train = jax.device_put(data.train)
             for _ in range(6):
                 state, clients, _ = round_fn(state, clients, train, jax.random.key(0))
-            pooled = simulation.evaluate(model, state.params, data.test).pooled
+            pooled = evaluation.evaluate(model, state.params, data.test).pooled
             r2[name] = {task: pooled[task]["r2"] for task in ("read", "math")}
         np.testing.assert_allclose(
             [r2["tabular"]["read"], r2["tabular"]["math"], r2["both"]["read"], r2["both"]["math"]],

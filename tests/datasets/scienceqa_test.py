@@ -35,12 +35,12 @@ import pytest
 from absl.testing import absltest
 from PIL import Image
 
+from fedjax_m3t import evaluation
 from fedjax_m3t.data import split as split_lib
 from fedjax_m3t.data import text
 from fedjax_m3t.datasets import common
 from fedjax_m3t.datasets.scienceqa import builder as scienceqa_builder
 from fedjax_m3t.datasets.scienceqa import reader, writer
-from fedjax_m3t.simulation import evaluation
 from tests import helpers
 
 _NUM_QUESTIONS = 1000

@@ -20,6 +20,7 @@ preset), and two of them combine into multi-modal institutions.
 
 import pytest
 
+from experiments import config as config_lib
 from experiments import train_lib
 from fedjax_m3t.datasets import generate
 from tests.experiments.train_test import tiny_settings
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.slow
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
     written = generate.write(list(generate.WRITERS), str(root / "manual"), seed=0)
-    assert set(written) == set(train_lib.BUILDER_DATASETS)
+    assert set(written) == set(config_lib.BUILDER_DATASETS)
     return {"manual_dir": str(root / "manual"), "data_dir": str(root / "tfds")}
 
 
@@ -49,20 +50,22 @@ def test_unknown_generator_and_bad_flags_say_what_to_do(folders, tmp_path):
         generate.write(["nope"], str(tmp_path))
     settings = tiny_settings(None, dataset="assistments2009", **folders)
     with pytest.raises(train_lib.SettingsError, match="has one institution field only"):
-        train_lib.build_federation({**settings, "institution": "region"})
+        train_lib.build_federation(settings.override(institution="region"))
     with pytest.raises(train_lib.SettingsError, match="use --text_encoding=wordpiece"):
-        train_lib.text_encoding({**settings, "text_encoder": "minilm", "text_encoding": "hash"})
+        train_lib.text_encoding(settings.override(text_encoder="minilm", text_encoding="hash"))
 
 
 def test_auto_text_encoding_is_frozen_minilm_when_installed(monkeypatch, tmp_path):
     from fedjax_m3t.data import text
 
-    settings = {"text_encoding": "auto", "text_length": 32, "data_dir": str(tmp_path)}
+    settings = config_lib.TrainConfig().override(
+        text_encoding="auto", text_length=32, data_dir=str(tmp_path)
+    )
     monkeypatch.setattr(text, "minilm_available", lambda: True)
     encoding = train_lib.text_encoding(settings)
     assert (encoding.kind, encoding.length) == ("minilm", 32)
     assert encoding.cache_dir == str(tmp_path / "text_cache")
-    assert train_lib.text_encoding({**settings, "text_encoder": "minilm"}).kind == "wordpiece"
+    assert train_lib.text_encoding(settings.override(text_encoder="minilm")).kind == "wordpiece"
     monkeypatch.setattr(text, "minilm_available", lambda: False)
     assert train_lib.text_encoding(settings).kind == "hash"
 
@@ -78,8 +81,8 @@ def test_strict_stops_at_a_malformed_row_that_is_otherwise_skipped(tmp_path):
         None, dataset="assistments2009", manual_dir=str(tmp_path / "manual"), cohort_size=2
     )
     with pytest.raises(train_lib.SettingsError, match=f"line {lines}: malformed row"):
-        train_lib.build_federation({**settings, "data_dir": str(tmp_path / "a"), "strict": True})
-    fed = train_lib.build_federation({**settings, "data_dir": str(tmp_path / "b")})
+        train_lib.build_federation(settings.override(data_dir=str(tmp_path / "a"), strict=True))
+    fed = train_lib.build_federation(settings.override(data_dir=str(tmp_path / "b")))
     assert fed.num_clients == 2
 
 
@@ -99,17 +102,17 @@ def test_scale_multiplies_the_generated_size(tmp_path):
 def test_dataset_options_reach_the_loader_and_bad_ones_list_the_known(folders):
     settings = tiny_settings(None, dataset="oulad", **folders)
     full = train_lib.build_federation(settings)
-    early = train_lib.build_federation({**settings, "dataset_options": ["weeks=2"]})
+    early = train_lib.build_federation(settings.override(dataset_options=["weeks=2"]))
     # An early-warning cut at week 2: at most 2 weekly steps per sequence, clicks included.
     steps = (early.train["inputs"]["interaction"][..., 0] > 0).sum(axis=-1)
     assert steps.max() == 2
     assert (full.train["inputs"]["interaction"][..., 0] > 0).sum(axis=-1).max() > 2
     with pytest.raises(train_lib.SettingsError, match=r"takes no option 'wek'; its own options"):
-        train_lib.build_federation({**settings, "dataset_options": ["wek=2"]})
+        train_lib.build_federation(settings.override(dataset_options=["wek=2"]))
     with pytest.raises(train_lib.SettingsError, match="set that one with its flag"):
-        train_lib.build_federation({**settings, "dataset_options": ["seed=3"]})
+        train_lib.build_federation(settings.override(dataset_options=["seed=3"]))
     with pytest.raises(train_lib.SettingsError, match="must look like key=value"):
-        train_lib.build_federation({**settings, "dataset_options": ["weeks"]})
+        train_lib.build_federation(settings.override(dataset_options=["weeks"]))
 
 
 def test_two_text_datasets_combine_with_one_text_length(folders):

@@ -58,9 +58,7 @@ def _settings(path, **overrides):
         student_column="sid",
         time_column="grade",
     )
-    settings = train_test.tiny_settings(None, **columns)
-    settings.update(overrides)
-    return settings
+    return train_test.tiny_settings(**{**columns, **overrides})
 
 
 def test_longitudinal_csv_from_flags(tmp_path):
@@ -89,7 +87,7 @@ def test_longitudinal_csv_from_flags(tmp_path):
     result = train_lib.train(settings)
     assert np.isfinite(result.global_report.pooled["score"]["r2"])
     config = json.load(open(os.path.join(workdir, "config.json")))
-    assert (config["student_column"], config["time_column"]) == ("sid", "grade")
+    assert (config["data"]["student_column"], config["data"]["time_column"]) == ("sid", "grade")
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import config as config_lib
 from experiments import train_lib
 
 pytestmark = pytest.mark.slow
@@ -28,22 +29,10 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def tiny_settings(workdir=None, **overrides):
-    """The flag defaults with the 'tiny' preset, as the binary would pass them."""
-    from absl import flags
-
-    from experiments import train  # noqa: F401 - defines the flags.
-
-    flag_values = flags.FLAGS
-    module = sys.modules["experiments.train"]
-    settings = {
-        f.name: f.default
-        for f in flag_values.get_key_flags_for_module(module)
-        if f.name != "preset"
-    }
-    settings = train_lib.apply_preset(settings, "tiny", set())
-    settings.update(workdir=workdir, **overrides)
-    return settings
+def tiny_settings(workdir=None, **overrides) -> config_lib.TrainConfig:
+    """The 'tiny' preset's config (what --preset=tiny gives), with some fields changed."""
+    tiny = config_lib.from_config_dict(config_lib.load_preset("tiny"))
+    return tiny.override(workdir=workdir, **overrides)
 
 
 def test_tiny_run_writes_outputs_and_resumes(tmp_path):
@@ -52,7 +41,7 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path):
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["round"] for r in records] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in records)
-    assert json.load(open(os.path.join(workdir, "config.json")))["rounds"] == 2
+    assert json.load(open(os.path.join(workdir, "config.json")))["run"]["rounds"] == 2
     final = json.load(open(os.path.join(workdir, "final_metrics.json")))
     assert set(final["global"]["pooled"]) == {"correct", "score", "outcome"}
     # Resume to 3 rounds: only round 3 runs; rounds 1-2 are kept as they were.
@@ -125,6 +114,22 @@ def test_binary_runs_and_rejects_bad_flags(tmp_path):
         timeout=300,
     )
     assert unknown.returncode != 0 and "fedavg" in unknown.stderr
+    odd = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            "--config=experiments/configs/tiny.py",
+            "--config.model.width=15",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # The override reaches the config: tiny's 2 heads do not divide a width of 15.
+    assert odd.returncode != 0 and "--width=15 must be divisible by --num_heads=2" in odd.stderr
 
 
 def test_a_task_no_client_has_is_refused():
@@ -177,9 +182,9 @@ def test_csv_dataset_from_flags(tmp_path):
     assert result.global_report.pooled["grade"]["r2"] > 0.95
     assert result.global_report.pooled["passed"]["accuracy"] > 0.85
     with pytest.raises(train_lib.SettingsError, match="column:regression"):
-        train_lib.train({**settings, "target_columns": ["grade:ordinal"]})
+        train_lib.train(settings.override(target_columns=["grade:ordinal"]))
     with pytest.raises(train_lib.SettingsError, match="nope"):
-        train_lib.train({**settings, "feature_columns": ["hours", "nope"]})
+        train_lib.train(settings.override(feature_columns=["hours", "nope"]))
 
 
 def test_exam_runs_from_flags():
@@ -198,22 +203,16 @@ def test_assistments_from_flags(tmp_path):
     settings = tiny_settings(
         None, dataset="assistments2009", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)
     )
-    result = train_lib.train({**settings, "cohort_size": 3})
+    result = train_lib.train(settings.override(cohort_size=3))
     assert set(result.global_report.pooled) == {"correct"}
     skewed = train_lib.train(
-        {
-            **settings,
-            "cohort_size": 3,
-            "partition": "dirichlet",
-            "num_clients": 3,
-            "dirichlet_alpha": 0.5,
-        }
+        settings.override(cohort_size=3, partition="dirichlet", num_clients=3, dirichlet_alpha=0.5)
     )
     assert len(skewed.personal_report.per_client) == 3
     with pytest.raises(train_lib.SettingsError, match="needs --data_dir"):
-        train_lib.train({**settings, "data_dir": None})
+        train_lib.train(settings.override(data_dir=None))
     with pytest.raises(train_lib.SettingsError, match="skill_builder_data_corrected.csv"):
-        train_lib.train({**settings, "data_dir": str(tmp_path / "t2"), "manual_dir": str(tmp_path)})
+        train_lib.train(settings.override(data_dir=str(tmp_path / "t2"), manual_dir=str(tmp_path)))
 
 
 def test_baselines_and_groups_from_flags(capsys):
@@ -231,6 +230,6 @@ def test_baselines_and_groups_from_flags(capsys):
     out = capsys.readouterr().out
     assert "centralised" in out and "local-only" in out and "By sex:" in out
     with pytest.raises(train_lib.SettingsError, match="not a column"):
-        train_lib.train({**settings, "group_by": ["shoe_size"]})
+        train_lib.train(settings.override(group_by=["shoe_size"]))
     with pytest.raises(train_lib.SettingsError, match="with --baselines"):
-        train_lib.train({**settings, "baselines": False})
+        train_lib.train(settings.override(baselines=False))

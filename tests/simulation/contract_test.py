@@ -33,13 +33,12 @@ import numpy as np
 import optax
 from absl.testing import absltest, parameterized
 
+from fedjax_m3t import evaluation, simulation, tree
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t import simulation, tree
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, registry, server_optimizers
 from fedjax_m3t.models import linear
 from fedjax_m3t.simulation import cohort as cohort_lib
-from fedjax_m3t.simulation import evaluation
 from fedjax_m3t.simulation import round as round_lib
 from tests import helpers
 

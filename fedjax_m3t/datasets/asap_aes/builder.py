@@ -312,7 +312,7 @@ def test_report(federation: federation_lib.Federation, predictions: dict) -> str
     Args:
       federation: the federation the predictions are for.
       predictions: {'score': float [clients, n_test]} normalised predictions (from
-        `fedjax_m3t.simulation.evaluation.predict` on federation.test).
+        `fedjax_m3t.evaluation.predict` on federation.test).
 
     Returns:
       A few lines of text: each set's kappa and the mean over sets.

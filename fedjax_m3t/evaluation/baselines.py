@@ -41,7 +41,7 @@ Neither baseline uses FedProx's proximal term (there is no server to stay near).
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,14 +50,16 @@ import optax
 
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t import tree
+from fedjax_m3t import seeding, tree
 from fedjax_m3t import typing as t
 from fedjax_m3t.algorithms import base, local_training
 from fedjax_m3t.data import federation as federation_lib
+from fedjax_m3t.evaluation import equity
+from fedjax_m3t.evaluation import report as report_lib
 from fedjax_m3t.models import interface
-from fedjax_m3t.simulation import equity, evaluation, loop
 
-BASELINE_TAG = 2  # fold_in tag of the baselines' training keys (loop uses 0 and 1).
+if TYPE_CHECKING:  # Only an annotation: the simulation loop imports evaluation.
+    from fedjax_m3t.simulation import loop
 
 Policy = policy_lib.ModulePolicy | policy_lib.ResolvedPolicy | None
 
@@ -79,7 +81,7 @@ class BaselineResult(NamedTuple):
     params: t.Params
     client_params: t.PyTree
     predictions: dict
-    report: evaluation.Report
+    report: report_lib.Report
 
 
 def pool_examples(data: dict) -> dict:
@@ -176,11 +178,11 @@ def _trainer(model, owned, client_optimizer, local, steps):
 
 def _init(model: interface.Model, seed: int) -> t.Params:
     """The federated run's initial params (loop.fresh_state's key)."""
-    return model.init(jax.random.fold_in(jax.random.key(seed), loop.PARAMS_TAG))
+    return model.init(seeding.params_key(seed))
 
 
 def _key(seed: int) -> t.PRNGKey:
-    return jax.random.fold_in(jax.random.key(seed), BASELINE_TAG)
+    return jax.random.fold_in(jax.random.key(seed), seeding.BASELINE_TAG)
 
 
 def centralised(
@@ -217,9 +219,9 @@ def centralised(
     params = _init(model, seed)
     trained = jax.jit(train)(params, pooled, _key(seed))
     params = tree.merge(resolved.local, trained, params)
-    predictions = evaluation.predict(model, params, federation.test)
+    predictions = report_lib.predict(model, params, federation.test)
     return BaselineResult(
-        params, None, predictions, evaluation.score(model, predictions, federation.test)
+        params, None, predictions, report_lib.score(model, predictions, federation.test)
     )
 
 
@@ -269,11 +271,11 @@ def local_only(
 
     params = _init(model, seed)
     client_params = train_all(params, federation.train, keys)
-    predictions = evaluation.predict(
+    predictions = report_lib.predict(
         model, params, federation.test, policy=resolved, client_states=client_params
     )
     return BaselineResult(
-        params, client_params, predictions, evaluation.score(model, predictions, federation.test)
+        params, client_params, predictions, report_lib.score(model, predictions, federation.test)
     )
 
 
@@ -309,7 +311,7 @@ class Comparison(NamedTuple):
       text: the comparison and group tables, for printing.
     """
 
-    reports: dict[str, evaluation.Report]
+    reports: dict[str, report_lib.Report]
     predictions: dict[str, dict]
     groups: dict[str, dict[str, dict]]
     text: str
@@ -318,7 +320,7 @@ class Comparison(NamedTuple):
 def compare(
     model: interface.Model,
     federation: federation_lib.Federation,
-    result: loop.SimulationResult,
+    result: "loop.SimulationResult",
     *,
     policy: policy_lib.ResolvedPolicy,
     client_optimizer: optax.GradientTransformation,
@@ -341,7 +343,7 @@ def compare(
       cohort_size: the run's clients per round.
       seed: the run's seed.
       groups: {name: per-client [num_clients] or per-example [num_clients, n_test]
-        group labels} to report per group (e.g. {'sector': TabularFederation.groups}).
+        group labels} to report per group (e.g. {'sector': Federation.groups}).
 
     Returns:
       The reports, predictions, group reports and their text.
@@ -351,13 +353,13 @@ def compare(
     central = centralised(model, federation, example_steps=steps, **common)
     alone = local_only(model, federation, rounds=rounds, cohort_size=cohort_size, **common)
     test, params = federation.test, result.server_state.params
-    predictions = {"federated": evaluation.predict(model, params, test)}
+    predictions = {"federated": report_lib.predict(model, params, test)}
     if any(jax.tree.leaves(policy.local)):
-        predictions["personalised"] = evaluation.predict(
+        predictions["personalised"] = report_lib.predict(
             model, params, test, policy=policy, client_states=result.client_states
         )
     predictions.update({"centralised": central.predictions, "local-only": alone.predictions})
-    reports = {view: evaluation.score(model, p, test) for view, p in predictions.items()}
+    reports = {view: report_lib.score(model, p, test) for view, p in predictions.items()}
     lines = [
         steps_summary(federation, local, rounds=rounds, cohort_size=cohort_size),
         equity.format_comparison(reports, model.spec),

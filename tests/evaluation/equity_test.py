@@ -16,10 +16,11 @@
 import numpy as np
 from absl.testing import absltest
 
+from fedjax_m3t import evaluation
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.evaluation import equity
 from fedjax_m3t.models import linear
-from fedjax_m3t.simulation import equity, evaluation
 
 NAN = float("nan")
 

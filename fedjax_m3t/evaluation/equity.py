@@ -28,8 +28,8 @@ import numpy as np
 
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.evaluation import report as report_lib
 from fedjax_m3t.models import interface
-from fedjax_m3t.simulation import evaluation
 
 LOWER_IS_BETTER = frozenset({"rmse"})
 """Metrics whose worst value is the largest (all others: the smallest)."""
@@ -41,7 +41,7 @@ def higher_is_better(metric: str) -> bool:
 
 
 def client_spread(
-    report: evaluation.Report, task: str, metric: str, *, min_count: int = 5
+    report: report_lib.Report, task: str, metric: str, *, min_count: int = 5
 ) -> dict[str, float]:
     """One metric's distribution over clients.
 
@@ -82,7 +82,7 @@ def example_groups(groups: Sequence | np.ndarray, mask: np.ndarray) -> np.ndarra
     """Group labels as strings per example, [num_clients, n].
 
     Args:
-      groups: per client ([num_clients], e.g. `TabularFederation.groups`) or per
+      groups: per client ([num_clients], e.g. `Federation.groups`) or per
         example ([num_clients, n], e.g. a student's sex).
       mask: bool [num_clients, n], the real examples (only its shape is used).
 
@@ -112,7 +112,7 @@ def groups_from_rows(
       values: the column, one value per row of the frame the federation was built
         from (e.g. `frame['sex']`).
       rows: per client, the positions of its examples in that frame, in slot order
-        (`TabularFederation.test_rows` or `.train_rows`).
+        (`Federation.test_rows` or `.train_rows`).
       size: the padded number of examples per client (data['mask'].shape[1]).
 
     Returns:
@@ -184,7 +184,7 @@ def group_gap(groups_report: dict[str, dict[str, dict]]) -> dict[str, dict[str, 
 
 
 def format_comparison(
-    reports: dict[str, evaluation.Report],
+    reports: dict[str, report_lib.Report],
     spec: spec_lib.DataSpec,
     *,
     metrics: dict[str, str] | None = None,

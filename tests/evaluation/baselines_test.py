@@ -46,12 +46,14 @@ import optax
 import pytest
 from absl.testing import absltest
 
+from fedjax_m3t import evaluation
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
+from fedjax_m3t.evaluation import baselines, equity
 from fedjax_m3t.models import linear
-from fedjax_m3t.simulation import baselines, equity, evaluation, loop
+from fedjax_m3t.simulation import loop
 
 LR = 0.3
 FULL_BATCH_STEP = local_training.LocalTrainingConfig(local_steps=1, batch_size=None)
