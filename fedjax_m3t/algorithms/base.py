@@ -155,6 +155,11 @@ class FederatedAlgorithm(NamedTuple):
       client_update: see ClientUpdateFn.
       personalize: see PersonalizeFn (default: the client's local leaves merged in).
       server_apply: see ServerApplyFn (the server optimizer step).
+      description: JSON-able name and hyperparameters ({'name': 'fedadam',
+        'server_lr': 0.01, ...}; `registry.build_algorithm` fills it). A checkpoint
+        keeps it, so that a run resumes only the algorithm that wrote it
+        (simulation/identity.py). None: unnamed (only the policy and the server
+        state's structure identify it).
     """
 
     policy: policy_lib.ResolvedPolicy
@@ -165,6 +170,7 @@ class FederatedAlgorithm(NamedTuple):
     client_update: ClientUpdateFn
     personalize: PersonalizeFn
     server_apply: ServerApplyFn
+    description: dict | None = None
 
 
 def global_broadcast(state: ServerState, context: ClientContext) -> t.Params:

@@ -56,6 +56,7 @@ def fed_opt(
     client_transform: ClientTransform | None = None,
     loss: LossFactory | None = None,
     broadcast: base.BroadcastFn = base.global_broadcast,
+    description: dict | None = None,
 ) -> base.FederatedAlgorithm:
     """Builds a FedOpt algorithm.
 
@@ -81,6 +82,8 @@ def fed_opt(
       loss: builds the local objective from the resolved policy (default:
         `local_training.task_loss(model)`; FedProx: `fedprox_loss(model, mu)`).
       broadcast: what each client receives (default: the global params).
+      description: the algorithm's name and hyperparameters as JSON values (see
+        FederatedAlgorithm.description); `local` is added to it.
 
     Returns:
       The algorithm.
@@ -140,7 +143,17 @@ def fed_opt(
         client_update=client_update,
         personalize=base.merge_local(resolved),
         server_apply=server_apply,
+        description=None if description is None else {**description, **_local_json(local)},
     )
+
+
+def _local_json(local: local_training.LocalTrainingConfig) -> dict:
+    """The local training hyperparameters as JSON values."""
+    return {
+        "local_steps": local.local_steps,
+        "batch_size": local.batch_size,
+        "shuffle": local.shuffle,
+    }
 
 
 def fedprox_loss(model: interface.Model, mu: float) -> LossFactory:

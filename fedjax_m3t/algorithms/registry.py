@@ -91,4 +91,43 @@ def build_algorithm(
         policy=policy,
         aggregator=AGGREGATORS[aggregator],
         loss=loss,
+        description=describe(
+            name,
+            client_optimizer_name=client_optimizer_name,
+            client_learning_rate=client_learning_rate,
+            server_learning_rate=server_learning_rate,
+            prox_mu=prox_mu,
+            momentum=momentum,
+            aggregator=aggregator,
+        ),
     )
+
+
+def describe(
+    name: str,
+    *,
+    client_optimizer_name: str,
+    client_learning_rate: float,
+    server_learning_rate: float,
+    prox_mu: float,
+    momentum: float,
+    aggregator: str,
+) -> dict:
+    """A named algorithm's FederatedAlgorithm.description: name and the hyperparameters it uses.
+
+    >>> describe('fedadam', client_optimizer_name='sgd', client_learning_rate=0.1,
+    ...     server_learning_rate=0.01, prox_mu=0.01, momentum=0.9, aggregator='mean')['name']
+    'fedadam'
+    """
+    out = {
+        "name": name,
+        "client_optimizer": client_optimizer_name,
+        "client_lr": float(client_learning_rate),
+        "server_lr": float(server_learning_rate),
+        "aggregator": aggregator,
+    }
+    if name == "fedprox":
+        out["prox_mu"] = float(prox_mu)
+    if name == "fedavgm":
+        out["momentum"] = float(momentum)
+    return out

@@ -74,17 +74,28 @@ class MetricsWriter:
 def _truncate_after(path: str, keep_until: int) -> None:
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        records = [line for line in f if line.strip()]
-    kept = [r for r in records if json.loads(r).get("round", 0) <= keep_until]
+    records = _read_lines(path)
+    kept = [r for r in records if r.get("round", 0) <= keep_until]
     with open(path, "w") as f:
-        f.writelines(kept)
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+
+
+def _read_lines(path: str) -> list[dict]:
+    """The records of a metrics file; a line cut short by a kill mid-write is skipped."""
+    records = []
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log(f"{path}: skipping line {number}, which is not a whole record (a cut write).")
+    return records
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    """The records of `<workdir>/metrics.jsonl`, in order."""
-    with open(os.path.join(workdir, METRICS_FILE)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of `<workdir>/metrics.jsonl`, in order (cut lines skipped)."""
+    return _read_lines(os.path.join(workdir, METRICS_FILE))
 
 
 def progress_line(round_num: int, total: int, metrics: dict, seconds: float) -> str:

@@ -23,9 +23,15 @@ fetched while the next one runs (one round late), and the loop synchronises
 only to evaluate, checkpoint, call hooks, or finish. Ctrl-C is deferred to the
 end of the round in flight (its buffers are donated to the next one), so the
 state saved on interrupt is always a whole round's; a second Ctrl-C stops at once.
+
+A workdir is held by one run at a time (simulation/workdir.py), and a checkpoint
+is continued only by the run that wrote it: its identity (simulation/identity.py:
+algorithm, model, federation, seed, cohort) and the caller's `fingerprint` must
+match, unless `SimulationConfig.resume='force'`.
 """
 
 import dataclasses
+import functools
 import os
 import signal
 import threading
@@ -45,8 +51,12 @@ from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import checkpoint as checkpoint_lib
 from fedjax_m3t.simulation import cohort as cohort_lib
+from fedjax_m3t.simulation import identity as identity_lib
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import round as round_lib
+from fedjax_m3t.simulation import workdir as workdir_lib
+
+RESUME = ("auto", "force")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,6 +79,9 @@ class SimulationConfig:
         (0 = only at the end).
       tensorboard: also write TensorBoard events to <workdir>/tb.
       verbose: print progress lines.
+      resume: 'auto' continues a workdir's checkpoint only when it was written by
+        this run (same identity and fingerprint; else ResumeError); 'force'
+        continues it anyway, saying what differs (its state must still fit).
     """
 
     rounds: int = 10
@@ -81,8 +94,11 @@ class SimulationConfig:
     eval_every: int = 0
     tensorboard: bool = False
     verbose: bool = True
+    resume: str = "auto"
 
     def __post_init__(self):
+        if self.resume not in RESUME:
+            raise ValueError(f"resume must be one of {RESUME}, got {self.resume!r}.")
         if self.rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {self.rounds}.")
         if self.cohort_size < 1:
@@ -155,11 +171,33 @@ def fresh_state(
 def engine_plan(config: SimulationConfig) -> tuple[int, int, str]:
     """(devices, chunk size, backend) a run uses: config values, else the defaults."""
     backend = jax.default_backend()
-    num_devices = config.num_devices or len(jax.local_devices())
+    visible = len(jax.local_devices())
+    if config.num_devices and config.num_devices > visible:
+        raise ValueError(
+            f"num_devices={config.num_devices} exceeds the {visible} visible {backend} "
+            "device(s); use at most that many (on CPU, XLA_FLAGS="
+            "--xla_force_host_platform_device_count=N before JAX starts gives N)."
+        )
+    num_devices = config.num_devices or visible
     chunk = config.chunk_size or round_lib.default_chunk_size(config.cohort_size, num_devices)
     return num_devices, chunk, backend
 
 
+def _holding_workdir(function):
+    """Runs `function(..., config, ...)` holding config.workdir's lock (if it has one)."""
+
+    @functools.wraps(function)
+    def wrapped(algorithm, model, federation, config, **kwargs):
+        if not config.workdir:
+            return function(algorithm, model, federation, config, **kwargs)
+        say = logging_lib.log if config.verbose else (lambda _: None)
+        with workdir_lib.lock(config.workdir, say=say):
+            return function(algorithm, model, federation, config, **kwargs)
+
+    return wrapped
+
+
+@_holding_workdir
 def run(
     algorithm: base.FederatedAlgorithm,
     model: interface.Model,
@@ -193,8 +231,11 @@ def run(
       The final state, per-round history and final evaluation reports.
 
     Raises:
-      ValueError: for a cohort larger than the federation, or a checkpoint whose
-        fingerprint differs from this run's.
+      ValueError: for a cohort larger than the federation.
+      checkpoint.ResumeError (a ValueError): for a checkpoint written by another
+        run (identity or fingerprint differ; see SimulationConfig.resume), one past
+        `config.rounds`, or checkpoints none of which reads back.
+      workdir.WorkdirError: if another run holds the workdir, or it is not writable.
     """
     num_clients = federation.num_clients
     num_devices, chunk, backend = engine_plan(config)
@@ -220,7 +261,18 @@ def run(
         state, client_states = fresh_state(algorithm, model, num_clients, config.seed)
     else:
         state, client_states = initial_state
-    state, client_states, resumed = _maybe_resume(config, fingerprint, state, client_states)
+    identity = identity_lib.run_identity(
+        algorithm, model, federation, seed=config.seed, cohort_size=config.cohort_size
+    )
+    state, client_states, resumed = _maybe_resume(
+        config, fingerprint, identity, state, client_states, say
+    )
+    # Saved with every checkpoint; the engine is recorded, not compared (it may change).
+    meta = {
+        "fingerprint": fingerprint or {},
+        "identity": identity,
+        "engine": {"num_devices": num_devices, "chunk_size": chunk, "backend": backend},
+    }
     start = resumed or int(jax.device_get(state.round))
     rounds_key = jax.random.fold_in(jax.random.key(config.seed), seeding.ROUNDS_TAG)
     if population is None:
@@ -257,7 +309,9 @@ def run(
         say(f"Resumed from the checkpoint of round {start} in {config.workdir}.")
     elif start:
         say(f"Starting from the given state of round {start}.")
-    history = logging_lib.read_metrics(config.workdir)[:start] if resumed else []
+    history = []
+    if resumed:
+        history = [r for r in logging_lib.read_metrics(config.workdir) if r["round"] <= start]
     last_time = [time.perf_counter()]
 
     def record(round_num, device_metrics):
@@ -316,17 +370,19 @@ def run(
                         and config.checkpoint_every
                         and round_num % config.checkpoint_every == 0
                     ):
-                        _save(checkpointer, round_num, state, unpad(states), fingerprint)
+                        _save(checkpointer, round_num, state, unpad(states), meta)
                 if interrupt.hit:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
-        _save_on_interrupt(checkpointer, start, done, state, states, unpad, fingerprint, say)
+        if pending is not None and _alive(pending[1]):  # Keep the record of the round saved.
+            writer.write(pending[0], record(*pending))
+        _save_on_interrupt(checkpointer, start, done, state, states, unpad, meta, say)
         writer.close()
         raise
     writer.close()
     if checkpointer:
         if checkpointer.latest_round() != done:
-            _save(checkpointer, done, state, unpad(states), fingerprint)
+            _save(checkpointer, done, state, unpad(states), meta)
         checkpointer.close()
     global_report = _final(evaluator, state.params, test, federation)
     personal_report = global_report
@@ -420,12 +476,12 @@ def _alive(tree_) -> bool:
     return not any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(tree_))
 
 
-def _save_on_interrupt(checkpointer, start, done, state, states, unpad, fingerprint, say):
+def _save_on_interrupt(checkpointer, start, done, state, states, unpad, meta, say):
     if not checkpointer:
         return
     if done > start and _alive((state, states)):
         last = int(jax.device_get(state.round))
-        _save(checkpointer, last, state, unpad(states), fingerprint)
+        _save(checkpointer, last, state, unpad(states), meta)
         say(f"Interrupted: saved round {last}; rerun with the same workdir to resume.")
     else:
         kept = checkpointer.latest_round()
@@ -437,30 +493,54 @@ def _ckpt_dir(config: SimulationConfig) -> str:
     return os.path.join(config.workdir, "checkpoints")
 
 
-def _save(checkpointer, round_num, state, client_states, fingerprint):
-    meta = {"round": int(round_num), "fingerprint": fingerprint or {}}
+def _save(checkpointer, round_num, state, client_states, meta):
+    meta = {"round": int(round_num), **meta}
     checkpointer.save(round_num, {"server_state": state, "client_states": client_states}, meta)
 
 
-def _maybe_resume(config, fingerprint, state, client_states):
+def _maybe_resume(config, fingerprint, identity, state, client_states, say):
+    """(state, client states, round) of the workdir's newest intact checkpoint, if any."""
     if not config.workdir:
         return state, client_states, 0
     checkpointer = checkpoint_lib.Checkpointer(_ckpt_dir(config))
+
+    def check(meta):
+        _check_resumable(config, meta, fingerprint, identity, say)
+
     try:
-        if checkpointer.latest_round() is None:
-            return state, client_states, 0
         template = {"server_state": state, "client_states": client_states}
-        restored, meta = checkpointer.restore(template)
+        found = checkpointer.restore_newest_intact(template, check, say)
     finally:
         checkpointer.close()
-    saved = meta.get("fingerprint", {})
-    if fingerprint is not None and saved != fingerprint:
-        changed = sorted(
-            k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k)
-        )
-        raise ValueError(
-            f"The checkpoint in {config.workdir} was written with different settings "
-            f"({', '.join(changed)}). Use a new --workdir, or rerun with the same settings "
-            "to resume."
-        )
+    if found is None:
+        return state, client_states, 0
+    restored, meta = found
     return restored["server_state"], restored["client_states"], int(meta["round"])
+
+
+def _check_resumable(config, meta, fingerprint, identity, say):
+    """Raises ResumeError unless this run may continue the checkpoint of `meta`."""
+    where = config.workdir
+    saved = meta.get("fingerprint", {})
+    changed = []
+    if fingerprint is not None and saved != fingerprint:
+        changed = identity_lib.differences(saved, fingerprint)
+    if not changed and "identity" in meta:  # Checkpoints of older versions have none.
+        changed = identity_lib.differences(meta["identity"], identity)
+    if changed:
+        names = ", ".join(c.partition(":")[0] for c in changed)
+        shown = "; ".join(changed[:4]) + (f"; and {len(changed) - 4} more" if changed[4:] else "")
+        if config.resume != "force":
+            raise checkpoint_lib.ResumeError(
+                f"The checkpoint in {where} was written with different settings ({names}): "
+                f"{shown}. "
+                "Use a new --workdir, or rerun with the same settings to resume "
+                "(resume='force', --resume=force, continues it anyway)."
+            )
+        say(f"resume='force': continuing the checkpoint in {where} despite: {shown}.")
+    if int(meta["round"]) > config.rounds:
+        raise checkpoint_lib.ResumeError(
+            f"The checkpoint in {where} is at round {meta['round']}, past the {config.rounds} "
+            f"rounds asked for: its model is not a {config.rounds}-round one. Ask for "
+            f"--rounds >= {meta['round']} to continue it, or use a new --workdir."
+        )
