@@ -38,6 +38,7 @@ Setting one field both as a flag and as a --config override, or giving both
 import dataclasses
 import importlib
 import json
+import math
 import os
 import pkgutil
 import types
@@ -79,7 +80,43 @@ RESUMABLE = (
     "tensorboard",
     "num_devices",
     "chunk_size",
+    "resume",
 )
+
+# The range of every numeric field (= flag), in interval notation: '[1, inf)' is >= 1,
+# '(0, 1)' is strictly between 0 and 1. Checked when a config is built, before any
+# data is loaded (NaN is in no range; a new numeric field needs an entry here).
+RANGES = {
+    "num_clients": "[1, inf)",
+    "mean_examples": "[1, inf)",
+    "quantity_skew": "[0, inf)",
+    "label_skew_alpha": "(0, inf)",
+    "modality_missing_prob": "[0, 1]",
+    "task_missing_prob": "[0, 1]",
+    "test_fraction": "(0, 1)",  # 0 leaves nothing to report; 1 nothing to train on.
+    "dirichlet_alpha": "(0, inf)",
+    "text_length": "[0, inf)",
+    "width": "[1, inf)",
+    "depth": "[1, inf)",
+    "num_heads": "[1, inf)",
+    "lora_rank": "[0, inf)",
+    "num_prompts": "[0, inf)",
+    "text_lora_rank": "[0, inf)",
+    "client_lr": "(0, inf)",
+    "server_lr": "(0, inf)",
+    "server_momentum": "[0, 1)",
+    "prox_mu": "[0, inf)",
+    "local_steps": "[1, inf)",
+    "batch_size": "[0, inf)",
+    "rounds": "[0, inf)",
+    "cohort_size": "[0, inf)",
+    "chunk_size": "[0, inf)",
+    "num_devices": "[0, inf)",
+    "seed": "[0, 4294967295]",
+    "checkpoint_every": "[0, inf)",
+    "eval_every": "[0, inf)",
+    "max_classes": "[2, inf)",
+}
 
 
 class SettingsError(ValueError):
@@ -99,7 +136,7 @@ def _positive(group, *names: str) -> None:
 
 
 class _Group:
-    """Checks shared by the groups: field types and choices."""
+    """Checks shared by the groups: field types, choices and ranges."""
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -108,6 +145,30 @@ class _Group:
             value = getattr(self, field.name)
             if choices is not None and value not in choices:
                 raise SettingsError(f"--{field.name}={value} is unknown; choose from {choices}.")
+            if field.name in RANGES and value is not None:
+                check_range(field.name, value, RANGES[field.name])
+
+
+def check_range(name: str, value: float, interval: str) -> None:
+    """Raises SettingsError unless `value` lies in `interval` ('[0, 1)', '(0, inf)', ...).
+
+    >>> check_range('client_lr', 0.1, '(0, inf)')
+    >>> check_range('client_lr', -0.1, '(0, inf)')
+    Traceback (most recent call last):
+    ...
+    experiments.config.SettingsError: --client_lr must be > 0, got -0.1.
+    """
+    low_text, high_text = (part.strip() for part in interval[1:-1].split(","))
+    low, high = float(low_text), float(high_text)
+    low_ok = value >= low if interval[0] == "[" else value > low
+    high_ok = value <= high if interval[-1] == "]" else value < high
+    if low_ok and high_ok and math.isfinite(value):
+        return
+    if math.isinf(high):
+        rule = (">= " if interval[0] == "[" else "> ") + low_text
+    else:
+        rule = f"in {interval}"
+    raise SettingsError(f"--{name} must be {rule}, got {value}.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -194,6 +255,21 @@ class DataConfig(_Group):
         choices=("auto", *text_lib.ENCODINGS),
     )
     text_length: int = _field(0, "Text datasets: tokens per text (0: the dataset's own).")
+    csv_encoding: str = _field(
+        "utf-8", "--dataset=csv: the file's text encoding (e.g. latin-1, cp1252, utf-16)."
+    )
+    column_kinds: tuple[str, ...] = _field(
+        (),
+        "--dataset=csv: feature kinds as column:numeric or column:categorical; undeclared "
+        "columns are numeric when every cell is a number, categorical when most are text, "
+        "and an error naming the cells when nearly all are numbers.",
+    )
+    max_classes: int = _field(
+        50, "--dataset=csv: the most classes a classification target may have."
+    )
+    csv_sep: str = _field(
+        ",", "--dataset=csv: the column separator (e.g. ';' or a tab, written '\\t')."
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -294,11 +370,19 @@ class OutputConfig(_Group):
         False, "Also train centralised and local-only baselines with the same budget."
     )
     group_by: tuple[str, ...] = _field((), "Table columns to report test metrics by (e.g. sex).")
+    resume: str = _field(
+        "auto",
+        "auto: continue the --workdir's checkpoint only if it was written with these "
+        "settings (else an error naming what changed); force: continue it anyway.",
+        choices=("auto", "force"),
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.group_by and not self.baselines:
             raise SettingsError("--group_by reports per-group metrics with --baselines; add it.")
+        if self.tensorboard and not self.workdir:
+            raise SettingsError("--tensorboard writes to <workdir>/tb: add --workdir.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -37,6 +37,8 @@ from experiments import config as config_lib
 from experiments import train_lib
 
 FLAGS = flags.FLAGS
+EXIT_BAD_INPUT = 2  # A setting or input file to fix: 'Error: ...' says which.
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it.
 
 # One flag per field of config_lib.TrainConfig (--dataset, --rounds, ...), --config
 # (a config file, overridden as --config.model.width=64) and --preset.
@@ -47,12 +49,39 @@ flags.adopt_module_key_flags(config_lib)
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags look like --rounds=10.")
+    sys.exit(train_from(FLAGS))
+
+
+def train_from(flag_values: flags.FlagValues) -> int:
+    """Trains from parsed flags; the exit status: 0, 2 for bad settings, 130 for Ctrl-C.
+
+    A bad setting prints one line, 'Error: <what and how to fix it>', to stderr; an
+    interrupt prints where the run was saved (the loop's message) and no traceback.
+    """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO.
     try:
-        train_lib.train(config_lib.from_flags(FLAGS))
+        train_lib.train(config_lib.from_flags(flag_values))
     except config_lib.SettingsError as e:
-        sys.exit(f"Error: {e}")
+        return error(e)
+    except KeyboardInterrupt:
+        print("Interrupted (Ctrl-C); rerun the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def error(e: Exception) -> int:
+    """Prints 'Error: <message>' on one line to stderr; returns EXIT_BAD_INPUT."""
+    print("Error: " + " ".join(str(e).split()), file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag value as a one-line Error (exit 2)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(error(e))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -30,10 +30,12 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from experiments import checks
 from experiments import config as config_lib
 from fedjax_m3t import evaluation
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t.data import columns as columns_lib
 from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -268,16 +270,12 @@ def parse_targets(specs: Sequence[str]) -> dict[str, str]:
     return targets
 
 
-def _read_table(path: str):
-    import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
-
-    return (pd.read_parquet if path.endswith((".parquet", ".pq")) else pd.read_csv)(path)
+def _read_table(data: config_lib.DataConfig):
+    return checks.read_table(data.csv_path, data.csv_encoding, data.csv_sep)
 
 
 def _from_table_file(config: config_lib.TrainConfig) -> tabular.Table:
     """A federation from --csv_path (CSV or Parquet) and the column flags."""
-    import pandas as pd  # noqa: PLC0415 - optional dependency of the 'real' extra.
-
     data = config.data
     path = data.csv_path
     if not path:
@@ -287,17 +285,16 @@ def _from_table_file(config: config_lib.TrainConfig) -> tabular.Table:
     for flag in ("client_column", "feature_columns"):
         if not getattr(data, flag):
             raise SettingsError(f"--dataset=csv needs --{flag}.")
-    df = _read_table(path)
+    df = _read_table(data)
     features = list(data.feature_columns)
-    categorical = [
-        c for c in features if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])
-    ]
+    targets = parse_targets(data.target_columns)
     try:
+        df, categorical = column_kinds(df, features, targets, data.column_kinds)
         return tabular.federation_from_dataframe(
             df,
             client_column=data.client_column,
             feature_columns=features,
-            targets=parse_targets(data.target_columns),
+            targets=targets,
             group_column=data.group_column or None,
             categorical_columns=categorical,
             test_fraction=data.test_fraction,
@@ -305,9 +302,33 @@ def _from_table_file(config: config_lib.TrainConfig) -> tabular.Table:
             standardize_targets=data.standardize_targets,
             student_column=data.student_column or None,
             time_column=data.time_column or None,
+            max_classes=data.max_classes,
         )
     except ValueError as e:
         raise SettingsError(f"{path}: {e}") from None
+
+
+def column_kinds(df, features, targets: dict, declared_flags):
+    """(frame with numeric text columns as numbers, categorical features) of a table file.
+
+    Feature kinds come from --column_kinds or `columns.kinds`; a regression target
+    must be numeric in every cell. Raises ValueError naming the column and rows.
+    """
+    declared = {}
+    for item in declared_flags:
+        column, _, kind = item.partition(":")
+        if column not in features:
+            raise SettingsError(
+                f"--column_kinds entry {item!r}: {column!r} is not one of --feature_columns."
+            )
+        declared[column] = kind
+    present = [c for c in features if c in df.columns]
+    kinds = columns_lib.kinds(df, present, declared)
+    regression = [c for c, k in targets.items() if k == "regression" and c in df.columns]
+    columns_lib.kinds(df, regression, {c: "numeric" for c in regression})
+    numeric = [c for c in present if kinds[c] == "numeric"] + regression
+    categorical = [c for c in present if kinds[c] == "categorical"]
+    return columns_lib.as_numbers(df, numeric), categorical
 
 
 def check_federation(federation: federation_lib.Federation) -> None:
@@ -400,7 +421,7 @@ def table_groups(config: config_lib.TrainConfig, table: tabular.Table | None) ->
     groups = {"group": table.federation.groups} if table.federation.groups else {}
     if not group_by:
         return groups
-    frame = _read_table(config.data.csv_path) if name == "csv" else multilevel.load_frame(name)
+    frame = _read_table(config.data) if name == "csv" else multilevel.load_frame(name)
     size = table.federation.test["mask"].shape[1]
     for column in group_by:
         if column not in frame.columns:
@@ -434,6 +455,7 @@ def simulation_config(config: config_lib.TrainConfig, num_clients: int) -> run_l
         checkpoint_every=output.checkpoint_every,
         eval_every=output.eval_every,
         tensorboard=output.tensorboard,
+        resume=output.resume,
     )
 
 
@@ -448,6 +470,7 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
       SettingsError: before any training, for inconsistent settings.
     """
     say = logging_lib.log
+    checks.preflight(config)  # Before any data is loaded.
     federation, table = load_data(config)
     check_federation(federation)
     if table is None:  # A table's loader has printed its summary, with groups and drops.
@@ -457,13 +480,8 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
-    if simulation.workdir:
-        os.makedirs(simulation.workdir, exist_ok=True)
-        with open(os.path.join(simulation.workdir, "config.json"), "w") as f:
-            json.dump(config.to_json(), f, indent=2)
-    else:
-        say("No --workdir: metrics and checkpoints are not saved.")
-    result = run_lib.run(algorithm, model, federation, simulation, fingerprint=config.fingerprint())
+    # Holds the workdir; config.json is written only once its checkpoint may be continued.
+    result = checks.run_guarded(config, simulation, algorithm, model, federation)
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:

@@ -48,6 +48,11 @@ column) into a `Federation` with the single modality 'tabular':
     above count students, not rows); rows without a student id split as single
     rows. Rows without a student id or time are kept without an interaction
     (present False) and counted in `Table.unlinked`.
+
+Refused at load time, naming the column and rows (fedjax_m3t/data/columns.py):
+inf or beyond-float32 values in numeric features and regression targets; a
+classification target with more than `max_classes` classes (is it a regression
+target?) or a numeric one with a non-integer value (a stray 0.5 in a 0/1 column).
 """
 
 import dataclasses
@@ -55,6 +60,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fedjax_m3t.data import columns as columns_lib
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import longitudinal
 from fedjax_m3t.data import spec as spec_lib
@@ -63,6 +69,7 @@ from fedjax_m3t.data import split as split_lib
 TARGET_KINDS = ("regression", "classification")
 MISSING_CLIENT = "missing_client"
 MISSING_GROUP = "missing_group"
+MAX_CLASSES = 50  # More distinct values than this is a regression target, unless asked.
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,6 +122,7 @@ def federation_from_dataframe(
     time_column: str | None = None,
     interaction_length: int = 8,
     verbose: bool = True,
+    max_classes: int = MAX_CLASSES,
 ) -> Table:
     """Builds a tabular federation with one client per value of `client_column`.
 
@@ -146,6 +154,8 @@ def federation_from_dataframe(
       interaction_length: L, length of the interaction sequences (earlier steps
         plus the query step) of a longitudinal table.
       verbose: print the federation's summary, the number of groups and the drops.
+      max_classes: the most classes a classification target may have (more is
+        refused as implausible: raise it to ask for them).
 
     Returns:
       The federation and its metadata; inputs['tabular'] is float32 [clients, n, F]
@@ -155,10 +165,15 @@ def federation_from_dataframe(
       ValueError: naming the column or value, for a missing column, an unknown target
         kind, a non-numeric regression target or numeric feature not listed as
         categorical, an all-missing target, a client in two groups, an empty frame,
-        or a student column without a time column (or the reverse).
+        or a student column without a time column (or the reverse); naming the
+        column and rows, for non-finite numbers and implausible class labels.
     """
     feature_columns, categorical_columns = list(feature_columns), list(categorical_columns)
     _check_columns(df, client_column, feature_columns, targets, group_column, categorical_columns)
+    numeric = [c for c in feature_columns if c not in categorical_columns]
+    columns_lib.check_finite(df, numeric, "Feature")
+    regression = [c for c, kind in targets.items() if kind == "regression" and _is_numeric(df[c])]
+    columns_lib.check_finite(df, regression, "Target")
     is_longitudinal = longitudinal.check_columns(df, student_column, time_column)
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}.")
@@ -173,7 +188,7 @@ def federation_from_dataframe(
     x, names, means, stds = _encode_features(
         df, feature_columns, categorical_columns, client, train
     )
-    tasks, labels, label_mask = _encode_targets(df, targets)
+    tasks, labels, label_mask = _encode_targets(df, targets, max_classes)
     history = None
     if is_longitudinal:
         outcomes = np.stack(
@@ -237,6 +252,11 @@ def describe(tab: Table, group_column: str | None = None) -> str:
     dropped = ", ".join(f"{k}: {v}" for k, v in tab.drops.items()) or "none"
     lines.append(f"  rows dropped: {dropped}")
     lines.append(f"  features ({len(tab.feature_names)}): {', '.join(tab.feature_names)}")
+    for task in tab.federation.spec.tasks:
+        if task.kind != "regression":
+            classes = task.num_classes if task.kind == "multiclass" else 2
+            names = ", ".join(task.class_names)
+            lines.append(f"  task {task.name}: {task.kind}, {classes} classes ({names})")
     if tab.time_values:
         unlinked = ", ".join(f"{k}: {v}" for k, v in tab.unlinked.items()) or "none"
         lines.append(
@@ -376,7 +396,28 @@ def _encode_features(df, feature_columns, categorical, client, train):
     return x.astype(np.float32), tuple(names), means, stds
 
 
-def _encode_targets(df, targets):
+def _check_classes(column, series, classes, max_classes):
+    """ValueError for an implausible classification target (see the module docstring)."""
+    if len(classes) > max_classes:
+        raise ValueError(
+            f"Classification target {column!r} has {len(classes)} distinct values, more than "
+            f"max_classes={max_classes}: if it is a number to predict, make it "
+            f"{column}:regression; if it really has that many classes, raise max_classes "
+            "(--max_classes)."
+        )
+    if _is_numeric(series):
+        values = series.to_numpy(np.float64, na_value=np.nan)
+        bad = np.flatnonzero(~np.isnan(values) & (values != np.round(values)))
+        if len(bad):
+            shown = ", ".join(str(values[p]) for p in bad[: columns_lib.SHOWN])
+            raise ValueError(
+                f"Classification target {column!r} has non-integer values at "
+                f"{columns_lib.rows_text(bad)}: {shown}. Class labels are integers or text; "
+                f"fix those cells, or make it {column}:regression."
+            )
+
+
+def _encode_targets(df, targets, max_classes=MAX_CLASSES):
     """(TaskSpecs, {task: labels [N]}, {task: bool label_mask [N]})."""
     tasks, labels, masks = [], {}, {}
     for column, kind in targets.items():
@@ -395,6 +436,7 @@ def _encode_targets(df, targets):
             classes = _sorted_unique(series)
             if len(classes) < 2:
                 raise ValueError(f"Classification target {column!r} has only one class.")
+            _check_classes(column, series, classes, max_classes)
             index = {c: i for i, c in enumerate(classes)}
             ids = np.array([index[v] if p else 0 for v, p in zip(series, present, strict=True)])
             names = tuple(_format(c) for c in classes)

@@ -32,11 +32,21 @@ What every reader shares (`is_int`, `malformed_summary`, `malformed_details`): a
 reader keeps each malformed row as (line, reason) or (file, line, reason), the
 line physical with 1 = the header, and prints a one-line summary with
 `malformed_summary` followed by the first few rows from `malformed_details`.
+
+A build remembers what it was made from: `ensure_prepared` writes
+`fedjax_m3t_build.json` beside the built files, holding the source files' names,
+sizes and modification times and the builder options (e.g. strict). When the
+downloaded files or the options change, the data_dir's build is stale: it is
+rebuilt, with a message, instead of being read as if nothing had changed.
 """
 
+import hashlib
 import importlib
+import json
 import os
-from collections.abc import Sequence
+import pathlib
+import shutil
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -83,6 +93,98 @@ def prepare(
     tfds = require("tensorflow_datasets")
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=config)
+
+
+BUILD_RECORD = "fedjax_m3t_build.json"
+
+
+def default_manual_dir(builder: "tfds.core.DatasetBuilder") -> pathlib.Path:
+    """<data_dir>/downloads/manual, where TFDS looks when no manual_dir is given."""
+    # builder.data_dir is <data_dir>/<name>/<version>.
+    return pathlib.Path(builder.data_dir).parents[1] / "downloads" / "manual"
+
+
+def source_fingerprint(manual_dir: str | os.PathLike) -> dict:
+    """{'files': count, 'bytes': total, 'digest': of every (path, size, mtime)} of a folder."""
+    entries = []
+    for root, dirs, files in os.walk(manual_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            path = os.path.join(root, name)
+            stat = os.stat(path)
+            entries.append((os.path.relpath(path, manual_dir), stat.st_size, stat.st_mtime_ns))
+    text = json.dumps(entries).encode()
+    return {
+        "files": len(entries),
+        "bytes": sum(e[1] for e in entries),
+        "digest": hashlib.sha256(text).hexdigest()[:16],
+    }
+
+
+def ensure_prepared(
+    make_builder: Callable[[], "tfds.core.DatasetBuilder"],
+    *,
+    manual_dir: str | os.PathLike | None = None,
+    options: dict | None = None,
+    say: Callable[[str], None] = print,
+) -> "tfds.core.DatasetBuilder":
+    """A prepared builder whose build matches the downloaded files and the options.
+
+    Builds on first use; rebuilds (with a message) when the files in the manual
+    directory or `options` differ from those the build recorded, or when a build
+    made before builds were recorded meets downloaded files. A build whose files
+    are gone is used as it is.
+
+    Args:
+      make_builder: makes the builder over the data_dir (called again to rebuild).
+      manual_dir: the downloaded files (default <data_dir>/downloads/manual).
+      options: JSON-able builder options that change the build (e.g. {'strict': True}).
+      say: where the messages go.
+
+    Raises:
+      FileNotFoundError: naming the manual directory (--manual_dir) when the
+        dataset is not built and the directory holds no files, or when a given
+        manual_dir does not exist.
+    """
+    builder = make_builder()
+    given = manual_dir is not None
+    manual = pathlib.Path(manual_dir).expanduser() if given else default_manual_dir(builder)
+    name = builder.name
+    if given and not manual.is_dir():
+        raise FileNotFoundError(
+            f"--manual_dir={manual} is not a folder; it must hold the downloaded {name} files."
+        )
+    has_files = manual.is_dir() and any(manual.iterdir())
+    wanted = {
+        "sources": source_fingerprint(manual) if has_files else None,
+        "options": options or {},
+    }
+    record = pathlib.Path(builder.data_dir) / BUILD_RECORD
+    if builder.is_prepared():
+        saved = json.loads(record.read_text()) if record.exists() else None
+        if saved == wanted or not has_files:
+            if saved is not None and saved != wanted:
+                say(f"{name}: the files it was built from are not in {manual}; using the build.")
+            return builder
+        what = (
+            "its files and options were not recorded"
+            if saved is None
+            else ", ".join(k for k in wanted if saved.get(k) != wanted[k])
+        )
+        say(f"{name}: the build in {builder.data_dir} is stale ({what} changed); rebuilding.")
+        shutil.rmtree(builder.data_dir)
+        builder = make_builder()
+    if not has_files:
+        instructions = " ".join(str(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "")).split())
+        raise FileNotFoundError(
+            f"{name} is not built in this --data_dir and {manual} holds no downloaded files: "
+            f"put them there or pass --manual_dir=<folder with them>. {instructions}"
+        )
+    prepare(builder, manual_dir=manual)
+    record.write_text(json.dumps(wanted, indent=2))
+    return builder
 
 
 def read_all(builder: "tfds.core.DatasetBuilder", split: str = "train") -> dict[str, np.ndarray]:

@@ -396,6 +396,44 @@ def run(
     )
 
 
+def check_resume(
+    algorithm: base.FederatedAlgorithm,
+    model: interface.Model,
+    federation: federation_lib.Federation,
+    config: SimulationConfig,
+    *,
+    fingerprint: dict | None = None,
+) -> int | None:
+    """The round `run` would resume from, checked without reading any state.
+
+    For callers that write files of their own into the workdir (the binary's
+    config.json) only once the run is known to continue, or start, there.
+
+    Returns:
+      The newest readable checkpoint's round, or None when there is none.
+
+    Raises:
+      checkpoint.ResumeError: as `run` would, for a checkpoint of another run.
+    """
+    if not config.workdir or not os.path.isdir(_ckpt_dir(config)):
+        return None
+    identity = identity_lib.run_identity(
+        algorithm, model, federation, seed=config.seed, cohort_size=config.cohort_size
+    )
+    checkpointer = checkpoint_lib.Checkpointer(_ckpt_dir(config))
+    try:
+        for round_num in reversed(checkpointer.rounds()):
+            try:
+                meta = checkpointer.read_meta(round_num)
+            except Exception:  # noqa: BLE001 - damaged: run() says so and skips it.
+                continue
+            _check_resumable(config, meta, fingerprint, identity, lambda _: None)
+            return round_num
+    finally:
+        checkpointer.close()
+    return None
+
+
 def place_clients(
     per_client: t.PyTree, num_clients: int, mesh: jax.sharding.Mesh | None
 ) -> t.PyTree:

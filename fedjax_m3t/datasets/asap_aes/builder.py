@@ -275,9 +275,12 @@ def federation_from_builder(
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}.")
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        builder = AsapAes(data_dir=os.fspath(builder), strict=strict)
-        if not builder.is_prepared():
-            common.prepare(builder, manual_dir=manual_dir)
+        path = os.fspath(builder)
+        builder = common.ensure_prepared(
+            lambda: AsapAes(data_dir=path, strict=strict),
+            manual_dir=manual_dir,
+            options={"strict": strict},
+        )
     encoding = text_encoding or text.TextEncoding(kind="hash", length=TEXT_LENGTH)
     data = common.read_all(builder)
     score = data["score"].astype(np.float32)

@@ -158,9 +158,12 @@ def federation_from_builder(
         for an unknown partition.
     """
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        builder = Assistments2009(data_dir=os.fspath(builder), strict=strict)
-        if not builder.is_prepared():
-            common.prepare(builder, manual_dir=manual_dir)
+        path = os.fspath(builder)
+        builder = common.ensure_prepared(
+            lambda: Assistments2009(data_dir=path, strict=strict),
+            manual_dir=manual_dir,
+            options={"strict": strict},
+        )
     data = common.read_all(builder)
     return windows_federation(
         data,

@@ -204,9 +204,12 @@ def federation_from_builder(
     if partition not in common.PARTITIONS:  # Before any building or reading.
         raise ValueError(f"partition must be one of {common.PARTITIONS}, got {partition!r}.")
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        builder = EdnetKt1(data_dir=os.fspath(builder), strict=strict, max_users=max_users)
-        if not builder.is_prepared():
-            common.prepare(builder, manual_dir=manual_dir)
+        path = os.fspath(builder)
+        builder = common.ensure_prepared(
+            lambda: EdnetKt1(data_dir=path, strict=strict, max_users=max_users),
+            manual_dir=manual_dir,
+            options={"strict": strict, "max_users": max_users},
+        )
     data = common.read_all(builder)
     months, inverse = np.unique(data["start_month"], return_inverse=True)
     return assistments2009.windows_federation(

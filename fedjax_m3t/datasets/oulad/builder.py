@@ -321,9 +321,12 @@ def federation_from_builder(
     if click_bins < 2:
         raise ValueError(f"click_bins must be >= 2, got {click_bins}.")
     if not isinstance(builder, tfds.core.DatasetBuilder):
-        builder = Oulad(data_dir=os.fspath(builder), strict=strict)
-        if not builder.is_prepared():
-            common.prepare(builder, manual_dir=manual_dir)
+        path = os.fspath(builder)
+        builder = common.ensure_prepared(
+            lambda: Oulad(data_dir=path, strict=strict),
+            manual_dir=manual_dir,
+            options={"strict": strict},
+        )
     data = common.read_all(builder)
     label = data["label"].astype(np.int32)
     names, client, train = common.partition(

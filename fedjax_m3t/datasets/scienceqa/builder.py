@@ -274,9 +274,12 @@ def federation_from_builder(
     if not isinstance(builder, tfds.core.DatasetBuilder):
         if image_size not in IMAGE_SIZES:
             raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size}.")
-        builder = ScienceQa(data_dir=os.fspath(builder), config=f"{image_size}px", strict=strict)
-        if not builder.is_prepared():
-            common.prepare(builder, manual_dir=manual_dir)
+        path = os.fspath(builder)
+        builder = common.ensure_prepared(
+            lambda: ScienceQa(data_dir=path, config=f"{image_size}px", strict=strict),
+            manual_dir=manual_dir,
+            options={"strict": strict},
+        )
     data = common.read_all(builder)
     codes, institution_names = institution_of(data, institution)
     n = len(codes)
