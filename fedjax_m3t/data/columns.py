@@ -103,7 +103,8 @@ def kinds(df, columns: Sequence[str], declared: Mapping[str, str] | None = None)
             values = ", ".join(repr(str(series.iloc[p])) for p in bad[:SHOWN])
             raise ValueError(
                 f"Column {column!r} is numeric but {rows_text(bad)}: {values} "
-                "is not a number. Fix those cells (leave them empty if missing), or "
+                f"{'is not a number' if len(bad) == 1 else 'are not numbers'}. Fix those cells "
+                "(leave them empty if missing), or "
                 f"declare it categorical (experiments.train: --column_kinds={column}:categorical)."
             )
         else:
