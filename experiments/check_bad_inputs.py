@@ -116,6 +116,21 @@ CASES = (
         lambda d: ["--dataset=assistments2009", f"--data_dir={d}"],
         "pass --manual_dir=",
     ),
+    Case(
+        "partition flags on a school table",
+        lambda d: ["--dataset=exam", "--partition=dirichlet", "--num_clients=5"],
+        "--num_clients does not apply to --dataset=exam",
+    ),
+    Case(
+        "num_clients on a natural partition",
+        lambda d: ["--dataset=assistments2009", f"--data_dir={d}", "--num_clients=5"],
+        "--num_clients applies to downloaded datasets with --partition=dirichlet",
+    ),
+    Case(
+        "table flags on synthetic data",
+        lambda d: ["--client_column=school"],
+        "--client_column does not apply to --dataset=synthetic",
+    ),
     Case("csv_path missing", lambda d: _csv_flags(f"{d}/none.csv"), "does not exist"),
     Case("csv empty", lambda d: _csv_flags(_csv(d, "empty.csv", "")), "is empty"),
     Case(

@@ -19,6 +19,8 @@
   * `read_table`: a CSV or Parquet file read with one-line errors for an empty
     file, another encoding (--csv_encoding), another separator (--csv_sep, hinted
     when the header has one column) and repeated column names;
+  * `check_applicable`: a flag given for a dataset that does not use it (e.g.
+    --partition=dirichlet with --dataset=exam) is an error, never ignored;
   * `run_guarded`: the simulation run holding the workdir's lock, refusing a
     checkpoint of other settings before config.json is (over)written, with
     library errors about the workdir turned into SettingsError.
@@ -80,6 +82,71 @@ def preflight(config: config_lib.TrainConfig) -> None:
         raise SettingsError(
             f"--manual_dir={data.manual_dir} is not a folder; it must hold the downloaded "
             "files (README 'Data' lists them)."
+        )
+
+
+# Data flags that only some datasets read: flag -> (the dataset kinds that do, in words).
+_SYNTHETIC, _CSV, _SCHOOL, _DOWNLOADED = "synthetic", "csv", "school table", "downloaded"
+APPLIES = {
+    **{
+        name: (_SYNTHETIC,)
+        for name in (
+            "mean_examples", "quantity_skew", "label_skew_alpha", "modality_missing_prob",
+            "task_missing_prob",
+        )
+    },
+    **{
+        name: (_CSV,)
+        for name in (
+            "csv_path", "client_column", "group_column", "feature_columns", "target_columns",
+            "student_column", "time_column", "column_kinds", "max_classes", "csv_encoding",
+            "csv_sep",
+        )
+    },
+    **{
+        name: (_DOWNLOADED,)
+        for name in (
+            "data_dir", "partition", "dirichlet_alpha", "manual_dir", "institution",
+            "dataset_options", "strict", "text_encoding", "text_length",
+        )
+    },
+    "standardize_targets": (_CSV, _SCHOOL),
+    "num_clients": (_SYNTHETIC, _DOWNLOADED),  # Downloaded: with --partition=dirichlet.
+}  # fmt: skip
+
+
+def dataset_kind(dataset: str) -> str:
+    """'synthetic', 'csv', 'school table' or 'downloaded' (several joined by '+' too)."""
+    if dataset in (_SYNTHETIC, _CSV):
+        return dataset
+    return (
+        _DOWNLOADED
+        if all(n in config_lib.BUILDER_DATASETS for n in dataset.split("+"))
+        else _SCHOOL
+    )
+
+
+def check_applicable(config: config_lib.TrainConfig, given: set[str]) -> None:
+    """Raises SettingsError for a given data flag the chosen dataset does not read.
+
+    Args:
+      config: the run's config.
+      given: the flags set explicitly (on the command line or as --config overrides);
+        values from a config file or preset are not the user's ask and pass.
+    """
+    data = config.data
+    kind = dataset_kind(data.dataset)
+    for name in sorted(given & set(APPLIES)):
+        if kind not in APPLIES[name]:
+            raise SettingsError(
+                f"--{name} does not apply to --dataset={data.dataset} (it is for "
+                f"{' and '.join(APPLIES[name])} data); drop it."
+            )
+    dirichlet_only = sorted(given & {"num_clients", "dirichlet_alpha"})
+    if kind == _DOWNLOADED and data.partition != "dirichlet" and dirichlet_only:
+        raise SettingsError(
+            f"--{dirichlet_only[0]} applies to downloaded datasets with --partition=dirichlet "
+            "(the natural partition has one client per institution); add it or drop the flag."
         )
 
 

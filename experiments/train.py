@@ -32,9 +32,10 @@ import sys
 # (fedjax_m3t/simulation/devices.py: a fixed count, the fastest measured; a user's
 # own XLA_FLAGS win), and every round is sharded over them. GPUs are unaffected.
 from absl import app, flags, logging
+from ml_collections import config_flags
 
+from experiments import checks, train_lib
 from experiments import config as config_lib
-from experiments import train_lib
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2  # A setting or input file to fix: 'Error: ...' says which.
@@ -60,13 +61,22 @@ def train_from(flag_values: flags.FlagValues) -> int:
     """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO.
     try:
-        train_lib.train(config_lib.from_flags(flag_values))
+        config = config_lib.from_flags(flag_values)
+        checks.check_applicable(config, given_flags(flag_values))
+        train_lib.train(config)
     except config_lib.SettingsError as e:
         return error(e)
     except KeyboardInterrupt:
         print("Interrupted (Ctrl-C); rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def given_flags(flag_values: flags.FlagValues) -> set[str]:
+    """The config fields set on the command line, as flags or --config overrides."""
+    overrides = config_flags.get_override_values(flag_values["config"])
+    given = {name for name in config_lib.FIELDS if flag_values[name].present}
+    return given | {key.rpartition(".")[2] for key in overrides}
 
 
 def error(e: Exception) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 from experiments import checks
 from experiments import config as config_lib
 from fedjax_m3t import evaluation
+from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import columns as columns_lib
@@ -41,7 +42,7 @@ from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel, synthetic
-from fedjax_m3t.evaluation import baselines, equity
+from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
@@ -249,6 +250,7 @@ def _synthetic(config: config_lib.TrainConfig) -> federation_lib.Federation:
             label_skew_alpha=data.label_skew_alpha,
             modality_missing_prob=data.modality_missing_prob,
             task_missing_prob=data.task_missing_prob,
+            test_fraction=data.test_fraction,
             seed=config.run.seed,
         )
     )
@@ -502,6 +504,9 @@ def _report(
     else:
         say("\nTest metrics (global model, and each institution's personalised view):")
     say(evaluation.format_table(model, federation.client_names, reports))
+    if config.data.dataset == "csv" or config.data.dataset in multilevel.DATASETS:
+        reports["mean/majority"] = trivial.report(model, federation)
+        say(floor_line(model, result.global_report, reports["mean/majority"]))
     if config.data.dataset in config_lib.BUILDER_DATASETS:
         # A dataset's own metric (e.g. ASAP's per-set kappa) where it has one.
         report = getattr(builder_module(config.data.dataset), "test_report", None)
@@ -526,6 +531,25 @@ def _report(
         say(comparison.text)
         reports.update({k: comparison.reports[k] for k in ("centralised", "local-only")})
     return reports
+
+
+def floor_line(model, report, floor) -> str:
+    """The model's pooled primary metrics beside the mean / majority predictor's."""
+    parts, worse = [], []
+    for task in model.spec.tasks:
+        metric = metrics_lib.PRIMARY[task.kind]
+        got = report.pooled[task.name].get(metric, float("nan"))
+        base = floor.pooled[task.name].get(metric, float("nan"))
+        parts.append(f"{task.name}:{metric} {got:.4f} (mean/majority {base:.4f})")
+        if got < base:
+            worse.append(task.name)
+    line = "Global model vs predicting the train mean / majority class: " + ", ".join(parts)
+    if worse:
+        line += (
+            f"\nWarning: worse than the mean / majority predictor on {', '.join(worse)}: try "
+            "more --rounds, a smaller model (--model=linear) or another --client_lr."
+        )
+    return line
 
 
 def _reports_json(reports: dict, client_names) -> dict:
