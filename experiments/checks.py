@@ -245,8 +245,8 @@ def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, fe
       SettingsError: for a workdir held by another run, or one whose checkpoint was
         written with other settings (unless --resume=force) or is past --rounds.
     """
-    fingerprint = config.fingerprint()
     workdir = simulation.workdir
+    fingerprint = compatible_fingerprint(config.fingerprint(), saved_fingerprint(workdir))
     try:
         if not workdir:
             logging_lib.log("No --workdir: metrics and checkpoints are not saved.")
@@ -258,3 +258,35 @@ def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, fe
             return run_lib.run(algorithm, model, federation, simulation, fingerprint=fingerprint)
     except (checkpoint_lib.ResumeError, workdir_lib.WorkdirError) as e:
         raise SettingsError(str(e)) from None
+
+
+def saved_fingerprint(workdir: str | None) -> dict | None:
+    """The settings fingerprint of the workdir's newest readable checkpoint, or None."""
+    directory = os.path.join(workdir, "checkpoints") if workdir else None
+    if not directory or not os.path.isdir(directory):
+        return None
+    checkpointer = checkpoint_lib.Checkpointer(directory)
+    try:
+        for round_num in reversed(checkpointer.rounds()):
+            try:
+                return checkpointer.read_meta(round_num).get("fingerprint", {})
+            except Exception:  # noqa: BLE001, S112 - damaged: the run says so and skips it.
+                continue
+    finally:
+        checkpointer.close()
+    return None
+
+
+def compatible_fingerprint(fingerprint: dict, saved: dict | None) -> dict:
+    """`fingerprint` without the fields a saved one lacks and that keep their default.
+
+    Fields added to the config after a workdir was written are absent from its
+    checkpoints' fingerprints; at their defaults they change nothing, so such a
+    workdir still resumes.
+    """
+    if saved is None:
+        return fingerprint
+    defaults = config_lib.TrainConfig().fingerprint()
+    return {
+        k: v for k, v in fingerprint.items() if k in saved or k not in defaults or v != defaults[k]
+    }

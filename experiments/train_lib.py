@@ -488,7 +488,31 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
             json.dump(_reports_json(reports, federation.client_names), f, indent=2)
+        written = ["config.json", "metrics.jsonl", "final_metrics.json", "checkpoints/"]
+        written += ["tb/"] if simulation.tensorboard else []
+        say(f"\nOutputs in {os.path.abspath(simulation.workdir)}: {', '.join(written)}.")
     return result
+
+
+def load(workdir: str):
+    """(config, federation, model, algorithm, `simulation.loop.Loaded`) of a binary's workdir.
+
+    Rebuilds the run from its config.json (the data included, as the run read it)
+    and reads back its newest intact checkpoint, for inference:
+
+    >>> # config, federation, model, algorithm, loaded = train_lib.load('/tmp/run1')
+    >>> # predictions = evaluation.predict(model, loaded.server_state.params, federation.test,
+    >>> #     policy=algorithm.policy, client_states=loaded.client_states)
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise SettingsError(f"{workdir} has no config.json: is it a workdir of experiments.train?")
+    with open(path) as f:
+        config = config_lib.from_config_dict(json.load(f))
+    federation = build_federation(config)
+    model = build_model(config.model, federation.spec)
+    algorithm = build_algorithm(config, model)
+    return config, federation, model, algorithm, run_lib.load(workdir, algorithm, model, federation)
 
 
 def _report(

@@ -98,15 +98,48 @@ def read_metrics(workdir: str) -> list[dict]:
     return _read_lines(os.path.join(workdir, METRICS_FILE))
 
 
-def progress_line(round_num: int, total: int, metrics: dict, seconds: float) -> str:
-    """'round   3/50  loss 0.6931  loss/correct 0.69 ...  0.42 s'."""
+def progress_line(
+    round_num: int,
+    total: int,
+    metrics: dict,
+    seconds: float,
+    *,
+    elapsed: float | None = None,
+    eta: float | None = None,
+    compiling: bool = False,
+) -> str:
+    """'round   3/50  loss 0.6931 ... test/y/r2 0.1200  0.42 s  elapsed 1.3 s  ETA 20 s'.
+
+    Shows the losses, the update norm and the primary test metrics of an
+    evaluation round (auc, r2, accuracy); `compiling` marks a round that included
+    XLA compilation (the first of a process), whose time says little of the rest.
+    """
     shown = " ".join(
         f"{k} {float(v):.4f}"
         for k, v in metrics.items()
-        if k.startswith("loss") or k in ("update_norm",)
+        if k.startswith("loss")
+        or k == "update_norm"
+        or (k.startswith(("test/", "personal/")) and k.endswith(("/auc", "/r2", "/accuracy")))
     )
     width = len(str(total))
-    return f"round {round_num:>{width}}/{total}  {shown}  {seconds:.2f} s"
+    line = f"round {round_num:>{width}}/{total}  {shown}  {seconds:.2f} s"
+    if compiling:
+        line += " (compiling)"
+    if elapsed is not None:
+        line += f"  elapsed {_duration(elapsed)}"
+    if eta is not None:
+        line += f"  ETA {_duration(eta)}"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '2 h 01 min'."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def log(message: str, stream: TextIO | None = None) -> None:

@@ -333,9 +333,23 @@ def run(
                 metrics.update(_flat("global_test", report))
         writer.write(round_num, metrics)
         history.append({"round": round_num, **metrics})
-        say(logging_lib.progress_line(round_num, config.rounds, metrics, metrics["seconds"]))
+        say(progress(round_num, metrics))
         for hook in hooks:
             hook(RoundInfo(round_num, state, unpad(states), metrics))
+
+    began = time.perf_counter()
+
+    def progress(round_num, metrics):
+        # ETA from the rounds after the first, which also compiled.
+        elapsed = time.perf_counter() - began
+        done_here = round_num - start
+        later = elapsed - history[-done_here]["seconds"] if done_here > 1 else None
+        per_round = later / (done_here - 1) if later is not None else metrics["seconds"]
+        return logging_lib.progress_line(
+            round_num, config.rounds, metrics, metrics["seconds"],
+            elapsed=elapsed, eta=per_round * (config.rounds - round_num),
+            compiling=done_here == 1,
+        )  # fmt: skip
 
     def needs_sync(round_num):
         return (
@@ -432,6 +446,74 @@ def check_resume(
     finally:
         checkpointer.close()
     return None
+
+
+class Loaded(NamedTuple):
+    """A trained run read back from its workdir (see `load`).
+
+    Attributes:
+      server_state: the global state; `.params` is the global model.
+      client_states: every client's personal leaves [num_clients, ...]; a client's
+        model is `algorithm.personalize(server_state.params, its slice)`.
+      round: the round of the checkpoint.
+      meta: the checkpoint's metadata (round, fingerprint, identity, engine).
+    """
+
+    server_state: base.ServerState
+    client_states: t.PyTree
+    round: int
+    meta: dict
+
+
+def load(
+    workdir: str,
+    algorithm: base.FederatedAlgorithm,
+    model: interface.Model,
+    federation: federation_lib.Federation,
+) -> Loaded:
+    """The newest intact checkpoint of a workdir, for inference or analysis.
+
+    >>> # loaded = load('runs/a', algorithm, model, federation)
+    >>> # predictions = fm.evaluation.predict(model, loaded.server_state.params,
+    >>> #     federation.test, policy=algorithm.policy, client_states=loaded.client_states)
+
+    Args:
+      workdir: a `run`'s workdir.
+      algorithm, model, federation: the objects the run was built from (their
+        identity is checked against the checkpoint's; seed and cohort are not).
+
+    Raises:
+      FileNotFoundError: if the workdir has no checkpoint.
+      checkpoint.ResumeError: if it was written for another algorithm, model or
+        federation, or none of its checkpoints reads back.
+    """
+    identity = identity_lib.run_identity(algorithm, model, federation, seed=0, cohort_size=1)
+    state, client_states = jax.eval_shape(
+        lambda: fresh_state(algorithm, model, federation.num_clients, 0)
+    )
+
+    def check(meta):
+        saved = {
+            k: v
+            for k, v in meta.get("identity", {}).items()
+            if k in ("algorithm", "model", "federation")
+        }
+        changed = identity_lib.differences(saved, {k: identity[k] for k in saved})
+        if changed:
+            raise checkpoint_lib.ResumeError(
+                f"The checkpoint in {workdir} is of another run: {'; '.join(changed[:4])}."
+            )
+
+    checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        template = {"server_state": state, "client_states": client_states}
+        found = checkpointer.restore_newest_intact(template, check, logging_lib.log)
+    finally:
+        checkpointer.close()
+    if found is None:
+        raise FileNotFoundError(f"No checkpoint in {workdir}.")
+    restored, meta = found
+    return Loaded(restored["server_state"], restored["client_states"], int(meta["round"]), meta)
 
 
 def place_clients(

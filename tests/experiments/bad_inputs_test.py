@@ -22,6 +22,7 @@ mismatch on resume, fewer rounds) or a patched train (Ctrl-C) follow.
 import json
 import os
 
+import jax
 import pytest
 
 from experiments import check_bad_inputs, checks, train, train_lib
@@ -70,6 +71,11 @@ def test_settings_mismatch_on_resume_keeps_config_json(tmp_path):
     assert json.load(open(os.path.join(workdir, "config.json")))["algorithm"]["client_lr"] == 0.5
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["round"] for r in records] == [1, 2, 3]
+    config, federation, model, algorithm, loaded = train_lib.load(workdir)
+    assert loaded.round == 3 and config.algorithm.client_lr == 0.5
+    assert jax.tree.structure(loaded.server_state.params) == jax.tree.structure(
+        model.init(jax.random.key(0))
+    )
 
 
 def test_ctrl_c_exits_130_without_traceback(monkeypatch):
@@ -96,3 +102,13 @@ def test_other_separators_and_encodings_read_when_given(tmp_path, text, encoding
     path.write_bytes(text.encode(encoding))
     frame = checks.read_table(str(path), encoding, sep)
     assert frame.shape == (2, 3) and frame.iloc[1, 1] == 3
+
+
+def test_fields_added_later_at_their_defaults_do_not_block_a_resume():
+    fingerprint = {"rounds_unrelated": 1, "csv_sep": ",", "width": 32, "max_classes": 7}
+    saved = {"rounds_unrelated": 1, "width": 32}  # Written before csv_sep, max_classes.
+    # csv_sep is at its default: dropped; max_classes is not: kept, so the change shows.
+    assert checks.compatible_fingerprint(fingerprint, saved) == {
+        "rounds_unrelated": 1, "width": 32, "max_classes": 7,
+    }  # fmt: skip
+    assert checks.compatible_fingerprint(fingerprint, None) == fingerprint

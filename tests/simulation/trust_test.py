@@ -124,7 +124,16 @@ def test_other_federation_model_seed_or_cohort_is_refused(tmp_path):
     with pytest.raises(checkpoint.ResumeError, match=r"cohort_size: 2 -> 3"):
         _run(str(tmp_path), rounds=3, cohort_size=3)
     # The same run continues.
-    assert int(_run(str(tmp_path), rounds=3).server_state.round) == 3
+    final = _run(str(tmp_path), rounds=3)
+    assert int(final.server_state.round) == 3
+    # And reads back for inference; only with its own algorithm, model and federation.
+    federation = _federation()
+    model = linear.build_linear_model(federation.spec)
+    loaded = simulation.loop.load(str(tmp_path), _algorithm(model), model, federation)
+    assert loaded.round == 3 and loaded.meta["engine"]["num_devices"] == 1
+    _assert_close(loaded.server_state.params, final.server_state.params)
+    with pytest.raises(checkpoint.ResumeError, match="another run: federation.num_clients"):
+        simulation.loop.load(str(tmp_path), _algorithm(model), model, five)
 
 
 def test_old_checkpoint_cut_metrics_line_and_fewer_rounds(tmp_path):
