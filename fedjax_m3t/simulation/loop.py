@@ -40,6 +40,7 @@ from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t import evaluation, seeding
 from fedjax_m3t import typing as t
+from fedjax_m3t.aggregation import guard as guard_lib
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
@@ -69,6 +70,9 @@ class SimulationConfig:
         (0 = only at the end).
       tensorboard: also write TensorBoard events to <workdir>/tb.
       verbose: print progress lines.
+      guard_max_norm_ratio: also reject client updates whose norm exceeds this many
+        times the cohort's median norm (aggregation/guard.py; None: only non-finite
+        updates are rejected).
     """
 
     rounds: int = 10
@@ -81,6 +85,7 @@ class SimulationConfig:
     eval_every: int = 0
     tensorboard: bool = False
     verbose: bool = True
+    guard_max_norm_ratio: float | None = None
 
     def __post_init__(self):
         if self.rounds < 0:
@@ -206,6 +211,7 @@ def run(
         chunk_size=chunk,
         mesh=mesh,
         donate=True,
+        guard=guard_lib.Guard(max_norm_ratio=config.guard_max_norm_ratio),
     )
     say = logging_lib.log if config.verbose else (lambda _: None)
     say(
@@ -261,7 +267,8 @@ def run(
     last_time = [time.perf_counter()]
 
     def record(round_num, device_metrics):
-        metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        host = guard_lib.per_client_metrics(jax.device_get(device_metrics), federation.client_names)
+        metrics = {k: float(v) for k, v in host.items()}
         now = time.perf_counter()
         metrics["seconds"] = now - last_time[0]
         last_time[0] = now
