@@ -34,6 +34,7 @@ from experiments import config as config_lib
 from fedjax_m3t import evaluation
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
+from fedjax_m3t.attacks import plan as attack_plan_lib
 from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -368,6 +369,7 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
+            aggregator=algo.aggregator,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -434,6 +436,7 @@ def simulation_config(config: config_lib.TrainConfig, num_clients: int) -> run_l
         checkpoint_every=output.checkpoint_every,
         eval_every=output.eval_every,
         tensorboard=output.tensorboard,
+        guard_max_norm_ratio=config.algorithm.guard_max_norm_ratio,
     )
 
 
@@ -450,10 +453,15 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     say = logging_lib.log
     federation, table = load_data(config)
     check_federation(federation)
+    plan = attack_plan(config)
+    try:
+        federation = attack_plan_lib.poison(plan, federation)
+    except ValueError as e:
+        raise SettingsError(f"--attack={plan.attack}: {e}") from None
     if table is None:  # A table's loader has printed its summary, with groups and drops.
         say(federation.summary())
     model = build_model(config.model, federation.spec)
-    algorithm = build_algorithm(config, model)
+    algorithm = attack_plan_lib.arm(plan, build_algorithm(config, model), federation.num_clients)
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
@@ -464,6 +472,10 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     else:
         say("No --workdir: metrics and checkpoints are not saved.")
     result = run_lib.run(algorithm, model, federation, simulation, fingerprint=config.fingerprint())
+    if plan.attack == "backdoor":
+        params = result.server_state.params
+        rate = attack_plan_lib.backdoor_success_rate(plan, model, params, federation)
+        say(f"Backdoor attack success rate on triggered test inputs: {rate:.3f}")
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
@@ -524,3 +536,11 @@ def _reports_json(reports: dict, client_names) -> dict:
         }
         for view, r in reports.items()
     }
+
+
+def attack_plan(config: config_lib.TrainConfig) -> attack_plan_lib.AttackPlan:
+    """The run's simulated attack from --attack and --attack_fraction (seeded by --seed)."""
+    run = config.run
+    return attack_plan_lib.AttackPlan(
+        attack=run.attack, fraction=run.attack_fraction, seed=run.seed
+    )
