@@ -49,7 +49,9 @@ _FRACTIONS = flags.DEFINE_list("fractions", ["0", "0.1", "0.2", "0.4"], "Shares 
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds per cell.")
 _NUM_CLIENTS = flags.DEFINE_integer("num_clients", 10, "Synthetic institutions.")
 _MEAN_EXAMPLES = flags.DEFINE_integer("mean_examples", 48, "Mean examples per institution.")
-_TASK = flags.DEFINE_string("task", "outcome", "The task whose metric is reported.")
+_TASK = flags.DEFINE_string(
+    "task", "outcome", "The task whose metric is reported, and whose class the backdoor forces."
+)
 _METRIC = flags.DEFINE_string("metric", "accuracy", "The metric reported.")
 _TARGET = flags.DEFINE_integer("backdoor_target", 3, "The class the backdoor forces.")
 _GUARD = flags.DEFINE_float("guard_max_norm_ratio", None, "The round's norm rule (None: off).")
@@ -136,7 +138,11 @@ def table(aggregators, attacks, fractions, settings: dict) -> list[dict]:
 def cell_plan(attack: str, fraction: float, settings: dict) -> plan_lib.AttackPlan:
     """The plan of one cell."""
     return plan_lib.AttackPlan(
-        attack=attack, fraction=fraction, seed=settings["seed"], backdoor_target=settings["target"]
+        attack=attack,
+        fraction=fraction,
+        seed=settings["seed"],
+        backdoor_task=settings["task"],
+        backdoor_target=settings["target"],
     )
 
 

@@ -114,8 +114,12 @@ def backdoor(
     """
     if modality not in federation.spec.modalities:
         raise ValueError(f"No modality {modality!r} in {federation.spec.modalities}.")
-    if _task(federation.spec, task).kind == "regression":
+    spec = _task(federation.spec, task)
+    if spec.kind == "regression":
         raise ValueError(f"A backdoor needs a class label; task {task!r} is a regression.")
+    classes = 2 if spec.kind == "binary" else spec.num_classes
+    if not 0 <= target < classes:
+        raise ValueError(f"Backdoor target {target} is not a class of {task!r} (0..{classes - 1}).")
     train = copy.deepcopy(federation.train)
     rng = np.random.default_rng(seed)
     eligible = train["mask"] & train["present"][modality] & np.asarray(attackers, bool)[:, None]

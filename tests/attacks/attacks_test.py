@@ -227,6 +227,8 @@ class DataAttackTest(absltest.TestCase):
         )
         with self.assertRaisesRegex(ValueError, "regression"):
             data_attacks.backdoor(federation, attackers, task="score", target=1)
+        with self.assertRaisesRegex(ValueError, "not a class"):
+            data_attacks.backdoor(federation, attackers, task="correct", target=3)
 
 
 if __name__ == "__main__":
