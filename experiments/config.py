@@ -50,6 +50,7 @@ from ml_collections import config_dict, config_flags
 
 from experiments import configs as configs_package
 from fedjax_m3t.algorithms import registry
+from fedjax_m3t.attacks import plan as attack_plan
 from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel
 
@@ -334,6 +335,17 @@ class AlgorithmConfig(_Group):
     )
     local: tuple[str, ...] = _field((), "Module patterns trained but kept on each client.")
     frozen: tuple[str, ...] = _field((), "Module patterns neither trained nor sent.")
+    aggregator: str = _field(
+        "mean",
+        f"Aggregation rule: one of {', '.join(registry.AGGREGATORS)}, with parameters "
+        "(e.g. 'krum(f=2)', 'trimmed_mean(trim=1)') or per module ('heads/**:median;mean'); "
+        "see fedjax_m3t/aggregation/specs.py.",
+    )
+    guard_max_norm_ratio: float | None = _field(
+        None,
+        "Also reject client updates whose norm exceeds this many times the cohort's median "
+        "(non-finite updates are always rejected).",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -351,11 +363,19 @@ class RunConfig(_Group):
     )
     num_devices: int = _field(0, "Devices to shard the cohort over (0: all).")
     seed: int = _field(0, "Seed of data, init and rounds.")
+    attack: str = _field(
+        "none",
+        "Simulated attack by --attack_fraction of the institutions (fedjax_m3t/attacks/).",
+        choices=attack_plan.ATTACKS,
+    )
+    attack_fraction: float = _field(0.0, "Share of institutions that attack, in [0, 1].")
 
     def __post_init__(self):
         super().__post_init__()
         if self.rounds < 0:
             raise SettingsError(f"--rounds must be >= 0, got {self.rounds}.")
+        if not 0.0 <= self.attack_fraction <= 1.0:
+            raise SettingsError(f"--attack_fraction must be in [0, 1], got {self.attack_fraction}.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

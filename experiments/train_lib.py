@@ -37,6 +37,7 @@ from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.data import columns as columns_lib
+from fedjax_m3t.attacks import plan as attack_plan_lib
 from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -391,6 +392,7 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
+            aggregator=algo.aggregator,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -458,6 +460,7 @@ def simulation_config(config: config_lib.TrainConfig, num_clients: int) -> run_l
         eval_every=output.eval_every,
         tensorboard=output.tensorboard,
         resume=output.resume,
+        guard_max_norm_ratio=config.algorithm.guard_max_norm_ratio,
     )
 
 
@@ -475,15 +478,24 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     checks.preflight(config)  # Before any data is loaded.
     federation, table = load_data(config)
     check_federation(federation)
+    plan = attack_plan(config)
+    try:
+        federation = attack_plan_lib.poison(plan, federation)
+    except ValueError as e:
+        raise SettingsError(f"--attack={plan.attack}: {e}") from None
     if table is None:  # A table's loader has printed its summary, with groups and drops.
         say(federation.summary())
     model = build_model(config.model, federation.spec)
-    algorithm = build_algorithm(config, model)
+    algorithm = attack_plan_lib.arm(plan, build_algorithm(config, model), federation.num_clients)
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
     # Holds the workdir; config.json is written only once its checkpoint may be continued.
     result = checks.run_guarded(config, simulation, algorithm, model, federation)
+    if plan.attack == "backdoor":
+        params = result.server_state.params
+        rate = attack_plan_lib.backdoor_success_rate(plan, model, params, federation)
+        say(f"Backdoor attack success rate on triggered test inputs: {rate:.3f}")
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
@@ -590,3 +602,11 @@ def _reports_json(reports: dict, client_names) -> dict:
         }
         for view, r in reports.items()
     }
+
+
+def attack_plan(config: config_lib.TrainConfig) -> attack_plan_lib.AttackPlan:
+    """The run's simulated attack from --attack and --attack_fraction (seeded by --seed)."""
+    run = config.run
+    return attack_plan_lib.AttackPlan(
+        attack=run.attack, fraction=run.attack_fraction, seed=run.seed
+    )

@@ -20,7 +20,10 @@ The layout shows the architecture:
   policy        which modules are federated, local or frozen
   algorithms/   the round contract (base), the client update, FedOpt (FedAvg, FedAvgM,
                 FedAdam, FedYogi, FedAdagrad, FedProx) by name
-  aggregation/  stateful aggregators: selective weighted mean, coordinate median
+  aggregation/  stateful aggregators: selective weighted mean, coordinate median, robust
+                rules (trimmed mean, norm bounding, Krum, geometric median, per module),
+                the guard against faulty updates
+  attacks/      simulated attacking institutions (update and data attacks)
   data/         the batch layout, federations, the train/test split, tables, text
   datasets/     the downloaded datasets, the school tables, synthetic education data
   simulation/   rounds (vmap / chunks / shard_map), the run loop, checkpoints

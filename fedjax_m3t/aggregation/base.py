@@ -63,10 +63,15 @@ class StackedUpdates(NamedTuple):
     Attributes:
       delta: leaves [k, ...], one row per cohort slot (padding slots included).
       weight: per-leaf float32 [k]; 0 for padding slots and untrained leaves.
+      client_id: int32 [k], each slot's federation-wide client id (padding slots:
+        an id past the last client), filled by the round; None where unknown (rules
+        that do not need it, updates stacked by hand). Simulated attacks that
+        collude across the cohort (attacks/updates.py) read it.
     """
 
     delta: t.PyTree
     weight: t.PyTree
+    client_id: jax.Array | None = None
 
 
 def psum_across(acc: Any, axis: str) -> Any:
@@ -122,3 +127,22 @@ def stacked_aggregator(
         finalize=finalize,
         stacked=True,
     )
+
+
+def as_stacked(aggregator: Aggregator) -> Aggregator:
+    """The same rule in stacked mode (a stacked aggregator is returned as it is).
+
+    A streaming rule then sees the whole cohort at once in finalize: its
+    accumulator is filled from the StackedUpdates in one `accumulate` (the same sums;
+    the memory of stacked mode). Used where the cohort must be screened first
+    (aggregation/guard.py) or split across rules (aggregation/per_module.py).
+    """
+    if aggregator.stacked:
+        return aggregator
+
+    def finalize(updates: StackedUpdates, agg_state: Any, rng: t.PRNGKey):
+        template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), updates.delta)
+        acc = aggregator.accumulate(aggregator.init(template), updates.delta, updates.weight)
+        return aggregator.finalize(acc, agg_state, rng)
+
+    return stacked_aggregator(finalize, aggregator.init_state)

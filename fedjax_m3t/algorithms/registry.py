@@ -20,13 +20,16 @@ fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
 import optax
 
 from fedjax_m3t import policy as policy_lib
-from fedjax_m3t.aggregation import coordinate_median, selective
+from fedjax_m3t.aggregation import coordinate_median, selective, specs
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.models import interface
 
 ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
+# Robust rules with their default parameters; build_algorithm also takes a spec
+# string with parameters or per-module globs (aggregation/specs.py).
+AGGREGATORS.update({name: specs.build(name) for name in specs.FACTORIES if name not in AGGREGATORS})
 
 
 def client_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
@@ -70,15 +73,17 @@ def build_algorithm(
       momentum: FedAvgM's server momentum.
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
-        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
+        'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
+        spec with parameters and per-module rules, e.g. 'krum(f=2)' or
+        'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
-    if aggregator not in AGGREGATORS:
-        raise ValueError(f"Unknown aggregator {aggregator!r}; choose one of {tuple(AGGREGATORS)}.")
+    rule = AGGREGATORS[aggregator] if aggregator in AGGREGATORS else specs.build(aggregator)
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(
@@ -89,7 +94,7 @@ def build_algorithm(
         ),
         local=local,
         policy=policy,
-        aggregator=AGGREGATORS[aggregator],
+        aggregator=rule,
         loss=loss,
         description=describe(
             name,

@@ -46,6 +46,7 @@ from jax.sharding import PartitionSpec as P
 
 from fedjax_m3t import evaluation, seeding
 from fedjax_m3t import typing as t
+from fedjax_m3t.aggregation import guard as guard_lib
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
@@ -82,6 +83,9 @@ class SimulationConfig:
       resume: 'auto' continues a workdir's checkpoint only when it was written by
         this run (same identity and fingerprint; else ResumeError); 'force'
         continues it anyway, saying what differs (its state must still fit).
+      guard_max_norm_ratio: also reject client updates whose norm exceeds this many
+        times the cohort's median norm (aggregation/guard.py; None: only non-finite
+        updates are rejected).
     """
 
     rounds: int = 10
@@ -95,6 +99,7 @@ class SimulationConfig:
     tensorboard: bool = False
     verbose: bool = True
     resume: str = "auto"
+    guard_max_norm_ratio: float | None = None
 
     def __post_init__(self):
         if self.resume not in RESUME:
@@ -247,6 +252,7 @@ def run(
         chunk_size=chunk,
         mesh=mesh,
         donate=True,
+        guard=guard_lib.Guard(max_norm_ratio=config.guard_max_norm_ratio),
     )
     say = logging_lib.log if config.verbose else (lambda _: None)
     say(
@@ -315,7 +321,8 @@ def run(
     last_time = [time.perf_counter()]
 
     def record(round_num, device_metrics):
-        metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        host = guard_lib.per_client_metrics(jax.device_get(device_metrics), federation.client_names)
+        metrics = {k: float(v) for k, v in host.items()}
         now = time.perf_counter()
         metrics["seconds"] = now - last_time[0]
         last_time[0] = now

@@ -59,6 +59,7 @@ from jax.sharding import PartitionSpec as P
 from fedjax_m3t import tasks
 from fedjax_m3t import typing as t
 from fedjax_m3t.aggregation import base as aggregation_base
+from fedjax_m3t.aggregation import guard as guard_lib
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.simulation import cohort as cohort_lib
 
@@ -177,7 +178,9 @@ def _client_fn(algorithm: base.FederatedAlgorithm, chunk_size: int):
     return single
 
 
-def _run_clients(algorithm, chunk_size, server_state, client_states, train_data, slots, axis=None):
+def _run_clients(
+    algorithm, chunk_size, server_state, client_states, train_data, slots, axis=None, guard=None
+):
     """Chunked scan of broadcast + client update over cohort slots.
 
     Each chunk gathers its own clients' examples and states from the federation
@@ -186,13 +189,15 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
     for the k slots run here: `rows` index train_data / client_states (this device's
     block when sharded), `ids` are the clients' federation-wide ids. `axis`: the
     shard_map axis when running per device (the scan carry must then be
-    device-varying like the per-device sums it accumulates).
+    device-varying like the per-device sums it accumulates). `guard` screens each
+    update before the aggregator sees it (aggregation/guard.py; None: the default).
 
     Returns:
       (accumulator or StackedUpdates, new client states [k, ...], client metrics [k]).
     """
     rows, ids, keys, valid, groups, scale = slots
     aggregator = algorithm.aggregator
+    guard = guard_lib.Guard() if guard is None else guard
     update = _client_fn(algorithm, chunk_size)
 
     def chunk_step(acc, chunk):
@@ -204,10 +209,12 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
         contexts = base.ClientContext(keys_c, ids_c, server_state.round, groups_c, scale)
         out = update(server_state, jax.tree.map(take, client_states), data_c, contexts)
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
+        delta, weight, bad = guard_lib.screen_nonfinite(guard, out.delta, weight)
+        metrics = {**out.metrics, guard_lib.NONFINITE_KEY: bad}
         if aggregator.stacked:
-            return acc, (out.client_state, out.metrics, out.delta, weight)
-        acc = aggregator.accumulate(acc, out.delta, weight)
-        return acc, (out.client_state, out.metrics)
+            return acc, (out.client_state, metrics, delta, weight)
+        acc = aggregator.accumulate(acc, delta, weight)
+        return acc, (out.client_state, metrics)
 
     acc = ()
     if not aggregator.stacked:
@@ -231,7 +238,7 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
     outs = _unchunk(outs)
     if aggregator.stacked:
         new_states, metrics, deltas, weights = outs
-        return aggregation_base.StackedUpdates(deltas, weights), new_states, metrics
+        return aggregation_base.StackedUpdates(deltas, weights, ids), new_states, metrics
     new_states, metrics = outs
     return acc, new_states, metrics
 
@@ -244,6 +251,7 @@ def build_round(
     chunk_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     donate: bool = False,
+    guard: guard_lib.Guard | None = None,
 ):
     """Builds the jitted round function.
 
@@ -257,6 +265,9 @@ def build_round(
         cohort over (None: one device).
       donate: donate the server and client states' buffers (saves memory; the
         inputs are invalid afterwards).
+      guard: which client updates are rejected before the aggregator
+        (aggregation/guard.py; None: Guard(), non-finite updates only). Its metrics
+        join the round's; rejected clients are left out of the other metrics.
 
     Returns:
       round_fn(server_state, client_states, train_data, rounds_key, population=None)
@@ -278,6 +289,9 @@ def build_round(
     if chunk_size is None:
         chunk_size = default_chunk_size(cohort_size, num_devices)
     plan = cohort_lib.layout(cohort_size, num_devices, chunk_size)
+    guard = guard_lib.Guard() if guard is None else guard
+    if guard.needs_cohort:  # The norm rule screens the whole cohort's rows.
+        algorithm = algorithm._replace(aggregator=aggregation_base.as_stacked(algorithm.aggregator))
     aggregator = algorithm.aggregator
     num_padded = padded_num_clients(num_clients, num_devices)
     block = num_padded // num_devices  # Clients held by each device.
@@ -331,7 +345,9 @@ def build_round(
             train_data,
             (rows, ids, keys, valid, groups, scale),
             axis,
+            guard,
         )
+        metrics = {**metrics, guard_lib.ID_KEY: ids}
         if axis is not None:
             acc = aggregator.merge_across(acc, axis)
         # Invalid slots (padding, ineligible clients) keep their clients' states.
@@ -369,6 +385,9 @@ def build_round(
         )
         if unpadded:
             client_states = jax.tree.map(lambda x: x[:num_clients], client_states)
+        acc, client_metrics, valid, guard_metrics = guard_lib.screen_round(
+            guard, acc, client_metrics, valid, num_clients, aggregator.stacked
+        )
         aggregate, agg_state = aggregator.finalize(
             acc, server_state.agg_state, jax.random.fold_in(rng, AGGREGATOR_TAG)
         )
@@ -377,9 +396,8 @@ def build_round(
             aggregate,
             jax.random.fold_in(rng, SERVER_TAG),
         )
-        return RoundOutput(
-            server_state, client_states, cohort_metrics(client_metrics, valid, server_metrics)
-        )
+        metrics = cohort_metrics(client_metrics, valid, server_metrics)
+        return RoundOutput(server_state, client_states, {**metrics, **guard_metrics})
 
     return jax.jit(round_fn, donate_argnums=(0, 1) if donate else ())
 

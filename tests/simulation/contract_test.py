@@ -250,13 +250,13 @@ class AggregatorContractTest(parameterized.TestCase):
             aggregator="median",
         )
         self.assertTrue(algorithm.aggregator.stacked)
-        with self.assertRaisesRegex(ValueError, "Unknown aggregator 'krum'"):
+        with self.assertRaisesRegex(ValueError, "Unknown aggregator 'nope'"):
             registry.build_algorithm(
                 "fedavg",
                 _model(),
                 client_learning_rate=0.1,
                 local=local_training.LocalTrainingConfig(),
-                aggregator="krum",
+                aggregator="nope",
             )
 
 
