@@ -206,7 +206,10 @@ def _run_clients(algorithm, chunk_size, server_state, client_states, train_data,
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
         if aggregator.stacked:
             return acc, (out.client_state, out.metrics, out.delta, weight)
-        acc = aggregator.accumulate(acc, out.delta, weight)
+        if aggregator.grouped:  # Per-group sums (hierarchical aggregation).
+            acc = aggregator.accumulate(acc, out.delta, weight, groups_c)
+        else:
+            acc = aggregator.accumulate(acc, out.delta, weight)
         return acc, (out.client_state, out.metrics)
 
     acc = ()
