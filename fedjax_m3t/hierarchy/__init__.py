@@ -19,6 +19,6 @@ hierarchical  hierarchical FedAvg with per-module schedules (HF-FM)
 network       HF-FM's analytic latency / energy model
 """
 
-from fedjax_m3t.hierarchy import grouped, hierarchical, levels
+from fedjax_m3t.hierarchy import grouped, hierarchical, levels, network
 
-__all__ = ["grouped", "hierarchical", "levels"]
+__all__ = ["grouped", "hierarchical", "levels", "network"]

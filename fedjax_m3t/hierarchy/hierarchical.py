@@ -61,6 +61,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fedjax_m3t import evaluation, tree
@@ -316,6 +317,43 @@ def _any_rows(flags: list[jax.Array], num_groups: int) -> jax.Array:
     if not flags:
         return jnp.zeros((num_groups,), bool)
     return jnp.any(jnp.stack(flags), axis=0)
+
+
+def sent_bytes(
+    params: t.Params,
+    policy: policy_lib.ModulePolicy | None,
+    schedule: Schedule,
+    rounds: int,
+) -> np.ndarray:
+    """Bytes each node sends its parent per round under the schedule: [rounds, levels].
+
+    Column 0: each client to its group (the federated leaves some level averages
+    that round); column l >= 1: each level-l node to its parent (the leaves level
+    l + 1 averages). Local and frozen modules are never sent; downlinks are not
+    counted (HF-FM's network model counts uplinks only).
+
+    Args:
+      params: the params (arrays or ShapeDtypeStructs).
+      policy: the module policy (None: all federated).
+      schedule: the per-module periods.
+      rounds: rounds 1..rounds.
+    """
+    resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), params)
+    is_periods = lambda x: isinstance(x, tuple)
+    periods = jax.tree.leaves(
+        tree.select(resolved.federated, schedule.resolve(params)), is_leaf=is_periods
+    )
+    sizes = [
+        x.size * x.dtype.itemsize for x in jax.tree.leaves(tree.select(resolved.federated, params))
+    ]
+    out = np.zeros((rounds, len(schedule.every)))
+    for r in range(1, rounds + 1):
+        for p, size in zip(periods, sizes, strict=True):
+            fires = [e > 0 and r % e == 0 for e in p]
+            out[r - 1, 0] += size * any(fires)
+            for lv in range(1, len(p)):
+                out[r - 1, lv] += size * fires[lv]
+    return out
 
 
 def group_views(
