@@ -14,7 +14,9 @@
 """Algorithms by name, for experiment binaries and notebooks.
 
 fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
-fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
+fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
+hierarchical: FedAvg over a tree of groups with per-module schedules
+(fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
 """
 
 import optax
@@ -22,9 +24,10 @@ import optax
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
+from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
 
-ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
+ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical")
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
 
@@ -50,6 +53,8 @@ def build_algorithm(
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: str = "mean",
+    tree: levels.Tree | None = None,
+    schedule: hierarchical.Schedule | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -71,6 +76,9 @@ def build_algorithm(
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+      tree, schedule: name 'hierarchical' only: the groups above the clients
+        (hierarchy.levels.from_federation) and the per-module periods
+        (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -79,6 +87,18 @@ def build_algorithm(
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
     if aggregator not in AGGREGATORS:
         raise ValueError(f"Unknown aggregator {aggregator!r}; choose one of {tuple(AGGREGATORS)}.")
+    if name == "hierarchical":
+        if tree is None or schedule is None:
+            raise ValueError("'hierarchical' needs the tree of groups and a schedule.")
+        return hierarchical.hierarchical(
+            model,
+            tree_=tree,
+            schedule=schedule,
+            client_optimizer=client_optimizer(client_optimizer_name, client_learning_rate),
+            local=local,
+            policy=policy,
+            learning_rate=server_learning_rate,
+        )
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(

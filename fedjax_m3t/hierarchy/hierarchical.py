@@ -370,21 +370,24 @@ def group_views(
     return jax.tree.map(lambda x: jnp.take(x, ids, axis=0), state.agg_state.group_params)
 
 
-def evaluate_groups(
+def predict_groups(
     algorithm: base.FederatedAlgorithm,
     model: interface.Model,
     state: base.ServerState,
     data: dict,
     group_ids: jax.typing.ArrayLike,
     client_states: t.PyTree = None,
-) -> evaluation.Report:
-    """Test metrics of every client's view: its group's copy (and its local leaves).
+) -> dict:
+    """Predictions of every client's view: its group's copy (and its local leaves).
 
     Args:
       algorithm, model, state: the hierarchical run.
       data: per-client examples, leaves [num_clients, n, ...] (Federation.test).
       group_ids: int32 [num_clients].
       client_states: local leaves [num_clients, ...], or None when none are local.
+
+    Returns:
+      {task: [num_clients, n] or [num_clients, n, K]}, as evaluation.predict.
     """
     policy = algorithm.policy
     views = {"group": group_views(algorithm, state, group_ids), "local": client_states}
@@ -395,4 +398,17 @@ def evaluate_groups(
             return params
         return tree.merge(policy.local, view["local"], params)
 
-    return evaluation.Evaluator(model, personalize).evaluate(state.params, data, views)
+    return evaluation.Evaluator(model, personalize).predict(state.params, data, views)
+
+
+def evaluate_groups(
+    algorithm: base.FederatedAlgorithm,
+    model: interface.Model,
+    state: base.ServerState,
+    data: dict,
+    group_ids: jax.typing.ArrayLike,
+    client_states: t.PyTree = None,
+) -> evaluation.Report:
+    """Test metrics of every client's view (see predict_groups)."""
+    predictions = predict_groups(algorithm, model, state, data, group_ids, client_states)
+    return evaluation.score(model, predictions, data)
