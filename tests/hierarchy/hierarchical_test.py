@@ -22,8 +22,9 @@ from absl.testing import absltest, parameterized
 
 from fedjax_m3t import tree
 from fedjax_m3t.algorithms import base, fed_opt, local_training
+from fedjax_m3t.datasets import synthetic
 from fedjax_m3t.hierarchy import hierarchical, levels
-from fedjax_m3t.models import linear
+from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import cohort as cohort_lib
 from fedjax_m3t.simulation import round as round_lib
 from tests import helpers
@@ -113,24 +114,48 @@ class LevelsTest(absltest.TestCase):
 
 
 class FlatEquivalenceTest(parameterized.TestCase):
-    def test_one_group_equals_flat_fedavg(self, num_devices=1):
-        # One group, group and cloud every round, lr 1: FedAvg (SGD server step of 1).
-        model = _model()
-        params = _params(model)
+    def test_one_group_and_every_round_schedules_equal_flat_fedavg_on_m3t(self):
+        # The real M3T model: one group (groups and cloud every round, lr 1) is FedAvg, and
+        # so are two groups with every level every round (the mean of the groups' means).
+        federation = synthetic.make_education_federation(
+            synthetic.SyntheticConfig(num_clients=4, mean_examples=16, seed=0)
+        )
+        model = m3t.build_m3t_model(
+            federation.spec, m3t.M3TConfig(width=16, depth=1, num_heads=2, mlp_dim=32, lora_rank=2)
+        )
+        params = model.init(jax.random.key(0))
+        local = local_training.LocalTrainingConfig(local_steps=2, batch_size=8)
+        sgd = optax.sgd(0.05)
         flat = fed_opt.fed_opt(
-            model, client_optimizer=optax.sgd(0.1), server_optimizer=optax.sgd(1.0), local=LOCAL
+            model, client_optimizer=sgd, server_optimizer=optax.sgd(1.0), local=local
         )
-        hier = _hier(model, levels.Tree(num_groups=1), hierarchical.hffm_schedule(cloud_every=1))
-        zeros = [0] * NUM_CLIENTS
-        want = _rounds(flat, params, zeros, 3, num_devices)
-        got = _rounds(hier, params, zeros, 3, num_devices)
-        for w, g in zip(want, got, strict=True):
-            _close(g.params, w.params)
-            _close(jax.tree.map(lambda x: x[0], g.agg_state.group_params), w.params)
-        # The rounds trained: the params moved.
-        self.assertGreater(
-            float(tree.l2_norm(jax.tree.map(jnp.subtract, got[-1].params, params))), 0.01
-        )
+
+        def run(algorithm, groups):
+            round_fn = round_lib.build_round(algorithm, num_clients=4, cohort_size=4, chunk_size=2)
+            population = cohort_lib.Population(jnp.ones(4, bool), jnp.asarray(groups, jnp.int32))
+            state = algorithm.init(params)
+            states = jax.tree.map(lambda x: jnp.stack([x] * 4), algorithm.init_client_state(params))
+            for _ in range(2):
+                state, states, _ = round_fn(
+                    state, states, federation.train, jax.random.key(1), population
+                )
+            return state
+
+        want = run(flat, [0, 0, 0, 0]).params
+        self.assertGreater(float(tree.l2_norm(jax.tree.map(jnp.subtract, want, params))), 1e-3)
+        every = hierarchical.hffm_schedule(cloud_every=1)
+        for num_groups, groups in ((1, [0, 0, 0, 0]), (2, [0, 1, 1, 0])):
+            hier = hierarchical.hierarchical(
+                model,
+                tree_=levels.Tree(num_groups=num_groups),
+                schedule=every,
+                client_optimizer=sgd,
+                local=local,
+            )
+            got = run(hier, groups)
+            _close(got.params, want, atol=2e-5)
+            for g in range(num_groups):
+                _close(jax.tree.map(lambda x, g=g: x[g], got.agg_state.group_params), want, 2e-5)
 
     def test_sharded_equals_one_device(self):
         model = _model()
