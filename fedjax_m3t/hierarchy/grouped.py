@@ -44,7 +44,9 @@ def aggregator(num_groups: int) -> base.Aggregator:
     leaf [num_groups]): each group's mean delta and total weight.
 
     Args:
-      num_groups: groups (the clients' ClientContext.group lie in [0, num_groups)).
+      num_groups: groups; the clients' ClientContext.group must lie in [0, num_groups)
+        (segment_sum drops other ids: such a client would count nowhere), as
+        levels.from_federation guarantees for the federation's groups.
     """
 
     def init(delta_template: t.PyTree) -> selective.Accumulator:
