@@ -346,10 +346,26 @@ class AlgorithmConfig(_Group):
         "Also reject client updates whose norm exceeds this many times the cohort's median "
         "(non-finite updates are always rejected).",
     )
+    # --algorithm=hierarchical (fedjax_m3t.hierarchy): clients -> the data's groups -> cloud.
+    cloud_every: int = _field(
+        2,
+        "--algorithm=hierarchical: the cloud averages the groups every this many rounds "
+        "(HF-FM's --gaf; 1 with edge_every 1: flat FedAvg; 0: never, edge only).",
+    )
+    edge_every: int = _field(
+        1, "--algorithm=hierarchical: groups average their clients every this many rounds."
+    )
+    edge_modules: tuple[str, ...] = _field(
+        (),
+        "--algorithm=hierarchical: module patterns averaged at the groups only, never at the "
+        "cloud (group-personalised, e.g. adapters/**).",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "local_steps")
+        if self.cloud_every < 0 or self.edge_every < 0:
+            raise SettingsError("--cloud_every and --edge_every must be >= 0 (0: never).")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,7 @@ from fedjax_m3t.data import spec as spec_lib
 from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity, trivial
+from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
@@ -369,8 +370,11 @@ def build_model(config: config_lib.ModelConfig, spec: spec_lib.DataSpec):
         raise SettingsError(str(e)) from None
 
 
-def build_algorithm(config: config_lib.TrainConfig, model):
-    """The named algorithm with the module policy from --federated/--local/--frozen."""
+def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
+    """The named algorithm with the module policy from --federated/--local/--frozen.
+
+    --algorithm=hierarchical needs the federation (its groups are the tree's).
+    """
     algo = config.algorithm
     frozen = list(algo.frozen)
     if config.model.text_encoder == "minilm" and not any(
@@ -393,9 +397,24 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             momentum=algo.server_momentum,
             policy=policy,
             aggregator=algo.aggregator,
+            **_hierarchy(algo, federation),
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+def _hierarchy(algo: config_lib.AlgorithmConfig, federation) -> dict:
+    """The tree and schedule of --algorithm=hierarchical ({} for the other algorithms)."""
+    if algo.algorithm != "hierarchical":
+        return {}
+    if federation is None:
+        raise SettingsError("--algorithm=hierarchical needs the federation's groups.")
+    if not federation.groups:
+        logging_lib.log("--algorithm=hierarchical: the data has no groups, so one group.")
+    schedule = hierarchical.hffm_schedule(
+        algo.cloud_every, tuple(algo.edge_modules), edge_every=algo.edge_every
+    )
+    return {"tree": levels.from_federation(federation), "schedule": schedule}
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:
@@ -486,7 +505,9 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     if table is None:  # A table's loader has printed its summary, with groups and drops.
         say(federation.summary())
     model = build_model(config.model, federation.spec)
-    algorithm = attack_plan_lib.arm(plan, build_algorithm(config, model), federation.num_clients)
+    algorithm = attack_plan_lib.arm(
+        plan, build_algorithm(config, model, federation), federation.num_clients
+    )
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
@@ -539,6 +560,13 @@ def _report(
         say("view is the global model):")
     else:
         say("\nTest metrics (global model, and each institution's personalised view):")
+    if config.algorithm.algorithm == "hierarchical":
+        # What each institution uses: its group's model (the global one is the cloud's).
+        local = result.client_states if "personal" in reports else None
+        reports["group"] = hierarchical.evaluate_groups(
+            algorithm, model, result.server_state, federation.test, federation.group_ids(), local
+        )
+        say("(group: each institution's view is its group's model, and its local modules.)")
     say(evaluation.format_table(model, federation.client_names, reports))
     if config.data.dataset == "csv" or config.data.dataset in multilevel.DATASETS:
         reports["mean/majority"] = trivial.report(model, federation)

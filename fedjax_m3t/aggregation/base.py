@@ -104,6 +104,9 @@ class Aggregator(NamedTuple):
         return a device-invariant result, e.g. a psum; stacked: the device's rows).
       finalize: (acc or StackedUpdates, agg_state, key) -> (Aggregate, agg_state).
       stacked: whether the rule needs every update (see the module docstring).
+      grouped: streaming only: `accumulate` also takes the clients' groups,
+        (acc, deltas [k, ...], weights [k], groups int32 [k]) -> acc, for rules that
+        reduce per group (fedjax_m3t.hierarchy: a segment sum over group ids).
     """
 
     init_state: Callable[[t.PyTree], Any]
@@ -112,6 +115,7 @@ class Aggregator(NamedTuple):
     merge_across: Callable[[Any, str], Any]
     finalize: Callable[[Any, Any, t.PRNGKey], tuple[Aggregate, Any]]
     stacked: bool = False
+    grouped: bool = False
 
 
 def stacked_aggregator(

@@ -193,17 +193,25 @@ def server_update(
     state: ServerState,
     outputs: ClientOutput,
     rng: t.PRNGKey,
+    groups: jax.Array | None = None,
 ) -> tuple[ServerState, t.Metrics]:
     """Aggregates already-stacked client outputs [k, ...] and applies the server step.
 
     The engine streams instead (round.py); this is the same arithmetic for a cohort
-    held in memory (tests, notebooks).
+    held in memory (tests, notebooks). `groups`: int32 [k], the clients' groups, for
+    grouped aggregators (Aggregator.grouped).
     """
     aggregator = algorithm.aggregator
     agg_key, server_key = jax.random.split(rng)
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), outputs.delta)
     if aggregator.stacked:
         acc = aggregation_base.StackedUpdates(outputs.delta, outputs.weight)
+    elif aggregator.grouped:
+        if groups is None:
+            raise ValueError("A grouped aggregator needs the clients' groups.")
+        acc = aggregator.accumulate(
+            aggregator.init(template), outputs.delta, outputs.weight, groups
+        )
     else:
         acc = aggregator.accumulate(aggregator.init(template), outputs.delta, outputs.weight)
     aggregate, agg_state = aggregator.finalize(acc, state.agg_state, agg_key)

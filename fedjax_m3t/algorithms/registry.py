@@ -14,7 +14,9 @@
 """Algorithms by name, for experiment binaries and notebooks.
 
 fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
-fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
+fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
+hierarchical: FedAvg over a tree of groups with per-module schedules
+(fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
 """
 
 import optax
@@ -22,9 +24,10 @@ import optax
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import coordinate_median, selective, specs
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
+from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
 
-ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
+ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical")
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
 # Robust rules with their default parameters; build_algorithm also takes a spec
@@ -53,6 +56,8 @@ def build_algorithm(
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: str = "mean",
+    tree: levels.Tree | None = None,
+    schedule: hierarchical.Schedule | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -77,6 +82,9 @@ def build_algorithm(
         'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
         spec with parameters and per-module rules, e.g. 'krum(f=2)' or
         'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py).
+      tree, schedule: name 'hierarchical' only: the groups above the clients
+        (hierarchy.levels.from_federation) and the per-module periods
+        (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -84,6 +92,18 @@ def build_algorithm(
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
     rule = AGGREGATORS[aggregator] if aggregator in AGGREGATORS else specs.build(aggregator)
+    if name == "hierarchical":
+        if tree is None or schedule is None:
+            raise ValueError("'hierarchical' needs the tree of groups and a schedule.")
+        return hierarchical.hierarchical(
+            model,
+            tree_=tree,
+            schedule=schedule,
+            client_optimizer=client_optimizer(client_optimizer_name, client_learning_rate),
+            local=local,
+            policy=policy,
+            learning_rate=server_learning_rate,
+        )
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(

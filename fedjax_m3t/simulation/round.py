@@ -213,7 +213,10 @@ def _run_clients(
         metrics = {**out.metrics, guard_lib.NONFINITE_KEY: bad}
         if aggregator.stacked:
             return acc, (out.client_state, metrics, delta, weight)
-        acc = aggregator.accumulate(acc, delta, weight)
+        if aggregator.grouped:  # Per-group sums (hierarchical aggregation).
+            acc = aggregator.accumulate(acc, delta, weight, groups_c)
+        else:
+            acc = aggregator.accumulate(acc, delta, weight)
         return acc, (out.client_state, metrics)
 
     acc = ()
