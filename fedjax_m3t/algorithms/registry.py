@@ -23,10 +23,12 @@ from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.models import interface
+from fedjax_m3t.secure import aggregator as secure_aggregator
 
 ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
+AGGREGATORS["secagg"] = secure_aggregator.AGGREGATOR  # Secure aggregation (fedjax_m3t/secure).
 
 
 def client_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
@@ -50,6 +52,7 @@ def build_algorithm(
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: str = "mean",
+    secagg: secure_aggregator.SecAggConfig | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -71,6 +74,8 @@ def build_algorithm(
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
+      secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -89,6 +94,10 @@ def build_algorithm(
         ),
         local=local,
         policy=policy,
-        aggregator=AGGREGATORS[aggregator],
+        aggregator=(
+            secure_aggregator.secure_aggregator(secagg)
+            if aggregator == "secagg" and secagg is not None
+            else AGGREGATORS[aggregator]
+        ),
         loss=loss,
     )

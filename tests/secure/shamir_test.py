@@ -31,7 +31,7 @@ class FieldTest(absltest.TestCase):
         np.testing.assert_array_equal(shamir.add(a, b), (a.astype(object) + b) % P)
         np.testing.assert_array_equal(shamir.sub(a, b), (a.astype(object) - b) % P)
         np.testing.assert_array_equal(
-            shamir.power(a, b), [pow(int(x), int(y), P) for x, y in zip(a, b)]
+            shamir.power(a, b), [pow(int(x), int(y), P) for x, y in zip(a, b, strict=True)]
         )
         nonzero = a[1:]
         np.testing.assert_array_equal(shamir.mul(shamir.inverse(nonzero), nonzero), 1)
