@@ -41,6 +41,7 @@ from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity
 from fedjax_m3t.models import linear, m3t
+from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -368,9 +369,25 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
+            aggregator=algo.aggregator,
+            secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+def secagg_config(config: config_lib.AlgorithmConfig) -> secure_aggregator.SecAggConfig:
+    """The secure aggregation settings of the --secagg_* flags."""
+    return secure_aggregator.SecAggConfig(
+        clip=config.secagg_clip,
+        precision_bits=config.secagg_precision,
+        weight_bound=config.secagg_weight_bound,
+        bits=config.secagg_bits or None,
+        graph=config.secagg_graph,
+        degree=config.secagg_degree,
+        threshold=config.secagg_threshold,
+        dropout=config.secagg_dropout,
+    )
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:
@@ -463,7 +480,11 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
             json.dump(config.to_json(), f, indent=2)
     else:
         say("No --workdir: metrics and checkpoints are not saved.")
-    result = run_lib.run(algorithm, model, federation, simulation, fingerprint=config.fingerprint())
+    # A secure aggregation round that aborted raises here, naming the round.
+    hooks = [secure_aggregator.abort_hook] if config.algorithm.aggregator == "secagg" else []
+    result = run_lib.run(
+        algorithm, model, federation, simulation, fingerprint=config.fingerprint(), hooks=hooks
+    )
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
