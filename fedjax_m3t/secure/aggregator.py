@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_m3t import typing as t
-from fedjax_m3t.aggregation import base
+from fedjax_m3t.aggregation import base, selective
 from fedjax_m3t.secure import graph as graph_lib
 from fedjax_m3t.secure import protocol as protocol_lib
 from fedjax_m3t.secure import quantize
@@ -324,6 +324,25 @@ def check(agg_state: SecAggState, round_num: int | None = None) -> None:
 def abort_hook(info) -> None:
     """A simulation.run hook that raises SecAggAbortedError after an aborted round."""
     check(info.server_state.agg_state, info.round)
+
+
+def reference_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:  # noqa: B008
+    """The plain selective mean over the same survivors: no masks, no quantisation.
+
+    Drops the clients the secure aggregator with `config` drops (same key, same
+    rule), so a round with each differs only by the encoding: the reference that
+    the quantisation error is measured against (experiments/secagg_table.py).
+    """
+
+    def finalize(updates: base.StackedUpdates, agg_state: SecAggState, rng: t.PRNGKey):
+        participants = jnp.any(
+            jnp.stack([w > 0 for w in jax.tree.leaves(updates.weight)], axis=1), axis=1
+        )
+        dropped = _dropouts(jax.random.fold_in(rng, _DROPOUT_TAG), participants, config.dropout)
+        kept = jax.tree.map(lambda w: w * ~dropped, updates.weight)
+        return selective.mean(updates.delta, kept), agg_state
+
+    return base.stacked_aggregator(finalize, init_state)
 
 
 AGGREGATOR = secure_aggregator()

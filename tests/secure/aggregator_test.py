@@ -26,18 +26,10 @@ from fedjax_m3t.secure import aggregator as secagg
 from fedjax_m3t.simulation import loop
 from fedjax_m3t.simulation import round as round_lib
 from tests import helpers
+from tests.secure import fast_compile
 
-_OPTIMIZE = []
-
-
-def setUpModule():
-    # Compile time dominates these tests on CPU; the integer arithmetic is the same.
-    _OPTIMIZE.append(jax.config.read("jax_disable_most_optimizations"))
-    jax.config.update("jax_disable_most_optimizations", True)
-
-
-def tearDownModule():
-    jax.config.update("jax_disable_most_optimizations", _OPTIMIZE.pop())
+setUpModule = fast_compile.set_up
+tearDownModule = fast_compile.tear_down
 
 
 F = 16  # Precision bits of the default config: the stated error is 2^-(F+1) per coordinate.
@@ -90,6 +82,23 @@ class FinalizeTest(absltest.TestCase):
             err = np.max(np.abs(secure - np.asarray(plain.delta[leaf]).reshape(-1)))
             self.assertLessEqual(err, 2.0 ** -(F + 1) + 1e-7)
             self.assertGreater(err, 0.0)  # Quantised, not the float mean.
+
+    def test_noise_hooks_run_before_and_after_quantisation(self):
+        # A float hook adding 0.05 shifts the mean by 0.05; an integer hook doubling
+        # every row (one headroom bit) doubles both sums: same mean, twice the weight.
+        updates = _stacked()
+        config = secagg.SecAggConfig(
+            client_noise=lambda x, participants, key: x + 0.05,  # |x| <= 0.95: no clip.
+            integer_noise=lambda rows, participants, key: rows * 2,
+            headroom_bits=1,
+        )
+        got, _ = _finalize(config, updates)
+        plain = selective.mean(updates.delta, updates.weight)
+        for leaf in ("a", "b"):
+            np.testing.assert_allclose(
+                got.delta[leaf], plain.delta[leaf] + 0.05, rtol=0, atol=2.0 ** -(F + 1) + 1e-6
+            )
+            self.assertEqual(float(got.weight[leaf]), 2 * float(plain.weight[leaf]))
 
     def test_a_ring_too_small_is_refused_with_the_formula(self):
         with self.assertRaisesRegex(ValueError, r"needs a 35-bit ring .*bit_length\(2 n W"):

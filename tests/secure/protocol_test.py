@@ -22,22 +22,14 @@ from absl.testing import absltest, parameterized
 from scipy import stats
 
 from fedjax_m3t.secure import graph, protocol, quantize
+from tests.secure import fast_compile
 
 K, SEGMENTS, SIZE = 10, 3, 600  # 10 clients, 3 leaves of 600 coordinates.
 SEGMENT = np.repeat(np.arange(SEGMENTS), SIZE).astype(np.int32)
 
 
-_OPTIMIZE = []
-
-
-def setUpModule():
-    # Compile time dominates these tests on CPU; the integer arithmetic is the same.
-    _OPTIMIZE.append(jax.config.read("jax_disable_most_optimizations"))
-    jax.config.update("jax_disable_most_optimizations", True)
-
-
-def tearDownModule():
-    jax.config.update("jax_disable_most_optimizations", _OPTIMIZE.pop())
+setUpModule = fast_compile.set_up
+tearDownModule = fast_compile.tear_down
 
 
 @functools.partial(jax.jit, static_argnames="proto")

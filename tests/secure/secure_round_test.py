@@ -25,21 +25,13 @@ from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.datasets import synthetic
 from fedjax_m3t.models import m3t
 from fedjax_m3t.simulation import round as round_lib
+from tests.secure import fast_compile
 
 pytestmark = pytest.mark.slow
 
 F = 16  # Precision bits of the default SecAggConfig: the error is <= 2^-(F+1) per coordinate.
-_OPTIMIZE = []
-
-
-def setUpModule():
-    # Compile time dominates on CPU; the arithmetic checked is the same.
-    _OPTIMIZE.append(jax.config.read("jax_disable_most_optimizations"))
-    jax.config.update("jax_disable_most_optimizations", True)
-
-
-def tearDownModule():
-    jax.config.update("jax_disable_most_optimizations", _OPTIMIZE.pop())
+setUpModule = fast_compile.set_up
+tearDownModule = fast_compile.tear_down
 
 
 class M3TRoundTest(parameterized.TestCase):
