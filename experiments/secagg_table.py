@@ -96,13 +96,14 @@ def measure(
     degree: int = 4,
     timed_rounds: int = 3,
     seed: int = 0,
+    width: int = 32,
 ) -> list[dict]:
     """One row per dropout setting (see the module docstring)."""
     federation = synthetic.make_education_federation(
         synthetic.SyntheticConfig(num_clients=num_clients, mean_examples=32, seed=seed)
     )
     model = m3t.build_m3t_model(
-        federation.spec, m3t.M3TConfig(width=32, depth=1, num_heads=4, lora_rank=0)
+        federation.spec, m3t.M3TConfig(width=width, depth=1, num_heads=4, lora_rank=0)
     )
     params = model.init(jax.random.key(seed))
     key = jax.random.key(seed + 1)

@@ -112,7 +112,9 @@ class SecAggState(NamedTuple):
       dropped: int32, participants that dropped last round.
       worst_holders: int32, surviving share holders of the worst-off client.
       worst_threshold: int32, that client's threshold.
-      clipped: int32, coordinates clipped by the encoding last round.
+      clipped: int32, coordinates clipped by the encoding last round, summed over
+        clients (a simulation diagnostic; a deployment would secure-sum it too, as
+        TFF's SecureSumFactory does with its clipped counts).
     """
 
     aborted: jax.Array
