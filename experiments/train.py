@@ -35,6 +35,7 @@ from absl import app, flags, logging
 
 from experiments import config as config_lib
 from experiments import train_lib
+from fedjax_m3t.secure import aggregator as secure_aggregator
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO.
     try:
         train_lib.train(config_lib.from_flags(FLAGS))
-    except config_lib.SettingsError as e:
+    except (config_lib.SettingsError, secure_aggregator.SecAggAbortedError) as e:
         sys.exit(f"Error: {e}")
 
 
