@@ -339,7 +339,8 @@ class AlgorithmConfig(_Group):
         "mean",
         f"Aggregation rule: one of {', '.join(registry.AGGREGATORS)}, with parameters "
         "(e.g. 'krum(f=2)', 'trimmed_mean(trim=1)') or per module ('heads/**:median;mean'); "
-        "see fedjax_m3t/aggregation/specs.py.",
+        "see fedjax_m3t/aggregation/specs.py; secagg: the mean by simulated secure "
+        "aggregation (--secagg_* flags).",
     )
     guard_max_norm_ratio: float | None = _field(
         None,
@@ -360,12 +361,32 @@ class AlgorithmConfig(_Group):
         "--algorithm=hierarchical: module patterns averaged at the groups only, never at the "
         "cloud (group-personalised, e.g. adapters/**).",
     )
+    secagg_graph: str = _field(
+        "complete",
+        "--aggregator=secagg: neighbour graph, complete (SecAgg) or harary (SecAgg+).",
+        choices=("complete", "harary"),
+    )
+    secagg_degree: int = _field(8, "--secagg_graph=harary: even number of neighbours.")
+    secagg_dropout: float = _field(0.0, "--aggregator=secagg: fraction of clients that drop.")
+    secagg_threshold: float = _field(
+        0.5, "--aggregator=secagg: fraction of a client's neighbours needed to unmask."
+    )
+    secagg_bits: int = _field(0, "--aggregator=secagg: ring bits (0: the fewest that cannot wrap).")
+    secagg_precision: int = _field(16, "--aggregator=secagg: fixed-point bits (grid 2^-f).")
+    secagg_clip: float = _field(1.0, "--aggregator=secagg: per-coordinate clip of the deltas.")
+    secagg_weight_bound: int = _field(
+        1024, "--aggregator=secagg: largest client weight (examples); larger ones are clipped."
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "local_steps")
         if self.cloud_every < 0 or self.edge_every < 0:
             raise SettingsError("--cloud_every and --edge_every must be >= 0 (0: never).")
+        if not 0.0 <= self.secagg_dropout <= 1.0:
+            raise SettingsError(f"--secagg_dropout must be in [0, 1], got {self.secagg_dropout}.")
+        if self.secagg_graph == "harary" and (self.secagg_degree < 2 or self.secagg_degree % 2):
+            raise SettingsError(f"--secagg_degree must be even and >= 2, got {self.secagg_degree}.")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

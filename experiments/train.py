@@ -36,6 +36,7 @@ from ml_collections import config_flags
 
 from experiments import checks, train_lib
 from experiments import config as config_lib
+from fedjax_m3t.secure import aggregator as secure_aggregator
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2  # A setting or input file to fix: 'Error: ...' says which.
@@ -64,7 +65,7 @@ def train_from(flag_values: flags.FlagValues) -> int:
         config = config_lib.from_flags(flag_values)
         checks.check_applicable(config, given_flags(flag_values))
         train_lib.train(config)
-    except config_lib.SettingsError as e:
+    except (config_lib.SettingsError, secure_aggregator.SecAggAbortedError) as e:
         return error(e)
     except KeyboardInterrupt:
         print("Interrupted (Ctrl-C); rerun the same command to resume.", file=sys.stderr)

@@ -36,8 +36,8 @@ from fedjax_m3t import evaluation
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.algorithms import local_training, registry
-from fedjax_m3t.data import columns as columns_lib
 from fedjax_m3t.attacks import plan as attack_plan_lib
+from fedjax_m3t.data import columns as columns_lib
 from fedjax_m3t.data import combine, tabular
 from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.data import spec as spec_lib
@@ -46,6 +46,7 @@ from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
+from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -398,6 +399,7 @@ def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
             policy=policy,
             aggregator=algo.aggregator,
             **_hierarchy(algo, federation),
+            secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -415,6 +417,20 @@ def _hierarchy(algo: config_lib.AlgorithmConfig, federation) -> dict:
         algo.cloud_every, tuple(algo.edge_modules), edge_every=algo.edge_every
     )
     return {"tree": levels.from_federation(federation), "schedule": schedule}
+
+
+def secagg_config(config: config_lib.AlgorithmConfig) -> secure_aggregator.SecAggConfig:
+    """The secure aggregation settings of the --secagg_* flags."""
+    return secure_aggregator.SecAggConfig(
+        clip=config.secagg_clip,
+        precision_bits=config.secagg_precision,
+        weight_bound=config.secagg_weight_bound,
+        bits=config.secagg_bits or None,
+        graph=config.secagg_graph,
+        degree=config.secagg_degree,
+        threshold=config.secagg_threshold,
+        dropout=config.secagg_dropout,
+    )
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:
@@ -511,8 +527,10 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
+    # A secure aggregation round that aborted raises here, naming the round.
+    hooks = [secure_aggregator.abort_hook] if config.algorithm.aggregator == "secagg" else []
     # Holds the workdir; config.json is written only once its checkpoint may be continued.
-    result = checks.run_guarded(config, simulation, algorithm, model, federation)
+    result = checks.run_guarded(config, simulation, algorithm, model, federation, hooks=hooks)
     if plan.attack == "backdoor":
         params = result.server_state.params
         rate = attack_plan_lib.backdoor_success_rate(plan, model, params, federation)

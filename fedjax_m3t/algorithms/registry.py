@@ -26,6 +26,7 @@ from fedjax_m3t.aggregation import coordinate_median, selective, specs
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
+from fedjax_m3t.secure import aggregator as secure_aggregator
 
 ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical")
 CLIENT_OPTIMIZERS = ("sgd", "adam")
@@ -33,6 +34,7 @@ AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGA
 # Robust rules with their default parameters; build_algorithm also takes a spec
 # string with parameters or per-module globs (aggregation/specs.py).
 AGGREGATORS.update({name: specs.build(name) for name in specs.FACTORIES if name not in AGGREGATORS})
+AGGREGATORS["secagg"] = secure_aggregator.AGGREGATOR  # Secure aggregation (fedjax_m3t/secure).
 
 
 def client_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
@@ -58,6 +60,7 @@ def build_algorithm(
     aggregator: str = "mean",
     tree: levels.Tree | None = None,
     schedule: hierarchical.Schedule | None = None,
+    secagg: secure_aggregator.SecAggConfig | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -85,13 +88,18 @@ def build_algorithm(
       tree, schedule: name 'hierarchical' only: the groups above the clients
         (hierarchy.levels.from_federation) and the per-module periods
         (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
+        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
+      secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
-    rule = AGGREGATORS[aggregator] if aggregator in AGGREGATORS else specs.build(aggregator)
+    if aggregator == "secagg" and secagg is not None:
+        rule = secure_aggregator.secure_aggregator(secagg)
+    else:
+        rule = AGGREGATORS[aggregator] if aggregator in AGGREGATORS else specs.build(aggregator)
     if name == "hierarchical":
         if tree is None or schedule is None:
             raise ValueError("'hierarchical' needs the tree of groups and a schedule.")

@@ -45,7 +45,7 @@ def test_every_field_is_a_flag_with_its_default_and_help():
     flag_values = flags.FlagValues()
     config_lib.define_flags(flag_values, sys_argv=["train"])
     defaults = config_lib.TrainConfig().flat()
-    assert len(defaults) == 68  # 56 + 5 (trust) + 4 (robust) + 3 (hierarchy).
+    assert len(defaults) == 76  # 56 + 5 (trust) + 4 (robust) + 3 (hierarchy) + 8 (secagg).
     for name, value in defaults.items():
         flag_default = flag_values[name].default
         assert (tuple(flag_default) if isinstance(value, tuple) else flag_default) == value
@@ -81,11 +81,29 @@ def test_preset_is_its_config_file_and_takes_overrides():
         (["--dataset=csv+oulad"], "can be combined with '\\+', not \\['csv'\\]"),
         (["--group_by=sex"], "with --baselines"),
         (["--rounds=-1"], "--rounds must be >= 0"),
+        (["--secagg_dropout=1.5"], r"--secagg_dropout must be in \[0, 1\]"),
+        (["--secagg_graph=harary", "--secagg_degree=3"], "--secagg_degree must be even"),
     ],
 )
 def test_bad_flags_stop_with_a_message(args, message):
     with pytest.raises(config_lib.SettingsError, match=message):
         _parse(*args)
+
+
+def test_secagg_flags_become_the_aggregators_settings():
+    from experiments import train_lib  # noqa: PLC0415 - only this test needs it.
+
+    config = _parse("--aggregator=secagg", "--secagg_graph=harary", "--secagg_degree=4")
+    settings = train_lib.secagg_config(config.algorithm)
+    assert (settings.graph, settings.degree, settings.bits, settings.dropout) == (
+        "harary",
+        4,
+        None,  # --secagg_bits=0: the fewest bits that cannot wrap.
+        0.0,
+    )
+    config = _parse("--aggregator=secagg", "--secagg_bits=32", "--secagg_dropout=0.3")
+    settings = train_lib.secagg_config(config.algorithm)
+    assert (settings.bits, settings.dropout, settings.precision_bits) == (32, 0.3, 16)
 
 
 def test_the_linear_model_has_no_size_to_check():
