@@ -56,6 +56,7 @@ def fed_opt(
     client_transform: ClientTransform | None = None,
     loss: LossFactory | None = None,
     broadcast: base.BroadcastFn = base.global_broadcast,
+    gradient: local_training.GradientFn = local_training.batch_gradient,
 ) -> base.FederatedAlgorithm:
     """Builds a FedOpt algorithm.
 
@@ -81,6 +82,8 @@ def fed_opt(
       loss: builds the local objective from the resolved policy (default:
         `local_training.task_loss(model)`; FedProx: `fedprox_loss(model, mu)`).
       broadcast: what each client receives (default: the global params).
+      gradient: each local step's gradient rule (default: the batch gradient;
+        student-level DP-SGD: `privacy.dp_sgd.dp_sgd_gradient`).
 
     Returns:
       The algorithm.
@@ -92,7 +95,7 @@ def fed_opt(
     resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
     objective = loss(resolved) if loss is not None else None
     train_locally = local_training.make_client_update(
-        model, resolved, client_optimizer, local, loss=objective
+        model, resolved, client_optimizer, local, loss=objective, gradient=gradient
     )
     lazy_optimizer = server_optimizers.lazy(server_optimizer)
 
