@@ -258,10 +258,27 @@ class AlgorithmConfig(_Group):
     )
     local: tuple[str, ...] = _field((), "Module patterns trained but kept on each client.")
     frozen: tuple[str, ...] = _field((), "Module patterns neither trained nor sent.")
+    dp_sgd_clip: float = _field(
+        0.0, "Student-level DP-SGD: per-example L2 clip in local training (0: off)."
+    )
+    dp_sgd_noise_multiplier: float = _field(
+        0.0, "Student-level DP-SGD: noise std / clip on each step's summed gradients."
+    )
+    local_dp_clip: float = _field(0.0, "Local DP: L2 clip of each client's update (0: off).")
+    local_dp_noise_multiplier: float = _field(
+        0.0, "Local DP: noise std / clip added to each client's update before it leaves."
+    )
 
     def __post_init__(self):
         super().__post_init__()
         _positive(self, "local_steps")
+        for kind in ("dp_sgd", "local_dp"):
+            clip, noise = getattr(self, f"{kind}_clip"), getattr(self, f"{kind}_noise_multiplier")
+            if clip < 0 or noise < 0 or (noise > 0 and clip == 0):
+                raise SettingsError(
+                    f"--{kind}_noise_multiplier={noise} needs --{kind}_clip > 0 (got {clip}); "
+                    "both must be >= 0."
+                )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -50,6 +50,8 @@ def build_algorithm(
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: str = "mean",
+    gradient: local_training.GradientFn = local_training.batch_gradient,
+    client_transform: fed_opt.ClientTransform | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -71,6 +73,8 @@ def build_algorithm(
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+      gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
+      client_transform: applied on the client to its output (e.g. local DP).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -91,4 +95,6 @@ def build_algorithm(
         policy=policy,
         aggregator=AGGREGATORS[aggregator],
         loss=loss,
+        gradient=gradient,
+        client_transform=client_transform,
     )
