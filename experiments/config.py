@@ -377,6 +377,16 @@ class AlgorithmConfig(_Group):
     secagg_weight_bound: int = _field(
         1024, "--aggregator=secagg: largest client weight (examples); larger ones are clipped."
     )
+    dp_sgd_clip: float = _field(
+        0.0, "Student-level DP-SGD: per-example L2 clip in local training (0: off)."
+    )
+    dp_sgd_noise_multiplier: float = _field(
+        0.0, "Student-level DP-SGD: noise std / clip on each step's summed gradients."
+    )
+    local_dp_clip: float = _field(0.0, "Local DP: L2 clip of each client's update (0: off).")
+    local_dp_noise_multiplier: float = _field(
+        0.0, "Local DP: noise std / clip added to each client's update before it leaves."
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -387,6 +397,13 @@ class AlgorithmConfig(_Group):
             raise SettingsError(f"--secagg_dropout must be in [0, 1], got {self.secagg_dropout}.")
         if self.secagg_graph == "harary" and (self.secagg_degree < 2 or self.secagg_degree % 2):
             raise SettingsError(f"--secagg_degree must be even and >= 2, got {self.secagg_degree}.")
+        for kind in ("dp_sgd", "local_dp"):
+            clip, noise = getattr(self, f"{kind}_clip"), getattr(self, f"{kind}_noise_multiplier")
+            if clip < 0 or noise < 0 or (noise > 0 and clip == 0):
+                raise SettingsError(
+                    f"--{kind}_noise_multiplier={noise} needs --{kind}_clip > 0 (got {clip}); "
+                    "both must be >= 0."
+                )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

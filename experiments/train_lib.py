@@ -47,6 +47,7 @@ from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.secure import aggregator as secure_aggregator
+from fedjax_m3t.privacy import dp_sgd, local_dp
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -400,6 +401,7 @@ def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
             aggregator=algo.aggregator,
             **_hierarchy(algo, federation),
             secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
+            **privacy_kwargs(algo),
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -431,6 +433,20 @@ def secagg_config(config: config_lib.AlgorithmConfig) -> secure_aggregator.SecAg
         threshold=config.secagg_threshold,
         dropout=config.secagg_dropout,
     )
+
+
+def privacy_kwargs(config: config_lib.AlgorithmConfig) -> dict:
+    """build_algorithm's DP pieces from --dp_sgd_* (local training) and --local_dp_*."""
+    out = {}
+    if config.dp_sgd_clip > 0:
+        out["gradient"] = dp_sgd.dp_sgd_gradient(
+            clip=config.dp_sgd_clip, noise_multiplier=config.dp_sgd_noise_multiplier
+        )
+    if config.local_dp_clip > 0:
+        out["client_transform"] = local_dp.local_dp_transform(
+            config.local_dp_clip, config.local_dp_noise_multiplier
+        )
+    return out
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:

@@ -57,6 +57,7 @@ def fed_opt(
     loss: LossFactory | None = None,
     broadcast: base.BroadcastFn = base.global_broadcast,
     description: dict | None = None,
+    gradient: local_training.GradientFn = local_training.batch_gradient,
 ) -> base.FederatedAlgorithm:
     """Builds a FedOpt algorithm.
 
@@ -84,6 +85,8 @@ def fed_opt(
       broadcast: what each client receives (default: the global params).
       description: the algorithm's name and hyperparameters as JSON values (see
         FederatedAlgorithm.description); `local` is added to it.
+      gradient: each local step's gradient rule (default: the batch gradient;
+        student-level DP-SGD: `privacy.dp_sgd.dp_sgd_gradient`).
 
     Returns:
       The algorithm.
@@ -95,7 +98,7 @@ def fed_opt(
     resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
     objective = loss(resolved) if loss is not None else None
     train_locally = local_training.make_client_update(
-        model, resolved, client_optimizer, local, loss=objective
+        model, resolved, client_optimizer, local, loss=objective, gradient=gradient
     )
     lazy_optimizer = server_optimizers.lazy(server_optimizer)
 

@@ -46,8 +46,9 @@ from fedjax_m3t.algorithms import base
 from fedjax_m3t.models import interface
 
 # fold_in tags of a client's key: batch order, local steps; 2 is the client
-# transform's (fed_opt), so that transforms never change the training keys.
-ORDER_TAG, STEPS_TAG, TRANSFORM_TAG = 0, 1, 2
+# transform's (fed_opt), 3 the privacy policy's (privacy/policies.py), so that
+# transforms never change the training keys.
+ORDER_TAG, STEPS_TAG, TRANSFORM_TAG, PRIVACY_TAG = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,11 +84,14 @@ class LossContext(NamedTuple):
       received: the full params pytree the client received this round (for
         proximal and distillation terms).
       task_scale: {task: float32 scalar} per-task loss scale (tasks.scaled_loss).
+      client_id: int32 scalar, the client's index in the federation (None when the
+        update is called without one), for per-client gradient rules (privacy/dp_sgd.py).
     """
 
     rng: t.PRNGKey
     received: t.Params
     task_scale: dict
+    client_id: jax.Array | None = None
 
 
 LossFn = Callable[[t.Params, dict, LossContext], tuple[jax.Array, t.Metrics]]
@@ -96,6 +100,28 @@ LossFn = Callable[[t.Params, dict, LossContext], tuple[jax.Array, t.Metrics]]
 Stats are float32 scalars that add up across steps and clients (the task loss's
 'loss_sum/<task>' and 'loss_count/<task>'); wrappers pass them through.
 """
+
+Objective = Callable[[t.Params, dict, t.PRNGKey], tuple[jax.Array, t.Metrics]]
+"""(trainable leaves, batch [b, ...], step key) -> (scalar loss, stats): one local step's loss."""
+
+GradientFn = Callable[
+    [Objective, t.Params, dict, t.PRNGKey, LossContext],
+    tuple[tuple[jax.Array, t.Metrics], t.Params],
+]
+"""(objective, trainable, batch [b, ...], step key, context) -> ((loss, stats), gradient).
+
+How a local step turns its objective into the gradient the optimizer sees:
+`batch_gradient` by default; DP-SGD's clipped and noised per-example mean is another
+(privacy/dp_sgd.py).
+"""
+
+
+def batch_gradient(
+    objective: Objective, trainable: t.Params, batch: dict, rng: t.PRNGKey, context: LossContext
+) -> tuple[tuple[jax.Array, t.Metrics], t.Params]:
+    """The default GradientFn: the gradient of the batch objective."""
+    del context  # Unused: the plain gradient needs nothing else.
+    return jax.value_and_grad(objective, has_aux=True)(trainable, batch, rng)
 
 
 def task_loss(model: interface.Model) -> LossFn:
@@ -222,6 +248,7 @@ def run_local_steps(
     examples: dict,
     context: LossContext,
     config: LocalTrainingConfig,
+    gradient: GradientFn = batch_gradient,
 ) -> tuple[t.Params, jax.Array, t.Metrics]:
     """The optax steps of local training, in a `lax.scan`.
 
@@ -233,6 +260,7 @@ def run_local_steps(
       examples: the client's examples, leaves [n, ...].
       context: its rng is the client's training key (split per step below).
       config: steps, batch size, order, unroll.
+      gradient: the step's gradient rule (default: the batch objective's gradient).
 
     Returns:
       (trained full params, losses [local_steps], stats summed over the steps).
@@ -254,8 +282,8 @@ def run_local_steps(
             batch = examples
         else:
             batch = batch_at(examples, order, n, s, config.batch_size)
-        (loss, stats), grads = jax.value_and_grad(objective, has_aux=True)(
-            trainable, batch, jax.random.fold_in(steps_key, s)
+        (loss, stats), grads = gradient(
+            objective, trainable, batch, jax.random.fold_in(steps_key, s), context
         )
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         return (optax.apply_updates(trainable, updates), opt_state), (loss, stats)
@@ -291,6 +319,7 @@ def make_client_update(
     client_optimizer: optax.GradientTransformation,
     config: LocalTrainingConfig,
     loss: LossFn | None = None,
+    gradient: GradientFn = batch_gradient,
 ) -> base.ClientUpdateFn:
     """Builds the pure client update.
 
@@ -300,6 +329,8 @@ def make_client_update(
       client_optimizer: optax transformation for local steps (fresh state each round).
       config: local training hyperparameters.
       loss: the local objective (default `task_loss(model)`).
+      gradient: each local step's gradient rule (default `batch_gradient`; DP-SGD:
+        `privacy.dp_sgd.dp_sgd_gradient`).
 
     Returns:
       client_update(received, client_state, examples, context) -> ClientOutput, with
@@ -313,9 +344,18 @@ def make_client_update(
         task_scale = context.task_scale
         if task_scale is None:
             task_scale = tasks.own_task_scale(model.spec.tasks, examples)
-        loss_context = LossContext(rng=context.rng, received=received, task_scale=task_scale)
+        loss_context = LossContext(
+            rng=context.rng, received=received, task_scale=task_scale, client_id=context.client_id
+        )
         trained, losses, stats = run_local_steps(
-            loss, client_optimizer, policy.trainable, params, examples, loss_context, config
+            loss,
+            client_optimizer,
+            policy.trainable,
+            params,
+            examples,
+            loss_context,
+            config,
+            gradient,
         )
         num_examples = jnp.sum(examples["mask"].astype(jnp.float32))
         shared = tree.select(policy.federated, trained)

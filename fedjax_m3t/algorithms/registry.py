@@ -61,6 +61,8 @@ def build_algorithm(
     tree: levels.Tree | None = None,
     schedule: hierarchical.Schedule | None = None,
     secagg: secure_aggregator.SecAggConfig | None = None,
+    gradient: local_training.GradientFn = local_training.batch_gradient,
+    client_transform: fed_opt.ClientTransform | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -84,12 +86,14 @@ def build_algorithm(
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
         'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
         spec with parameters and per-module rules, e.g. 'krum(f=2)' or
-        'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py).
+        'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
+        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
       tree, schedule: name 'hierarchical' only: the groups above the clients
         (hierarchy.levels.from_federation) and the per-module periods
         (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
-        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
       secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
+      gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
+      client_transform: applied on the client to its output (e.g. local DP).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -133,6 +137,8 @@ def build_algorithm(
             momentum=momentum,
             aggregator=aggregator,
         ),
+        gradient=gradient,
+        client_transform=client_transform,
     )
 
 

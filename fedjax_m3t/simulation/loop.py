@@ -159,7 +159,10 @@ class RoundInfo(NamedTuple):
     metrics: dict
 
 
-Hook = Callable[[RoundInfo], None]
+Hook = Callable[[RoundInfo], jax.Array | None]
+"""Called after a round. It may return a bool [num_clients] array: the eligible mask
+(cohort.Population.eligible) from the next round on, e.g. to stop clients whose
+privacy budget is spent (privacy/policies.py); None keeps the mask."""
 
 
 def fresh_state(
@@ -228,7 +231,8 @@ def run(
         or continual learning); its round counter is kept. A checkpoint in the
         workdir still takes precedence (that is a resume).
       hooks: called after every round with a RoundInfo (each forces the host to
-        wait for that round).
+        wait for that round); one that returns a bool [num_clients] mask sets which
+        clients are eligible from the next round on (no recompilation).
       population: which clients may be sampled and their groups (cohort.Population;
         None: everyone, in the groups of `federation.group_ids()`).
 
@@ -294,6 +298,7 @@ def run(
     # its block of clients); the server state and keys are replicated.
     per_client = (federation.train, federation.test, client_states, population)
     train, test, states, population = place_clients(per_client, num_clients, mesh)
+    populations = [population]  # Hooks may replace its eligible mask between rounds.
     state, rounds_key = jax.device_put(
         (state, rounds_key), NamedSharding(mesh, P()) if mesh is not None else None
     )
@@ -342,7 +347,10 @@ def run(
         history.append({"round": round_num, **metrics})
         say(progress(round_num, metrics))
         for hook in hooks:
-            hook(RoundInfo(round_num, state, unpad(states), metrics))
+            eligible = hook(RoundInfo(round_num, state, unpad(states), metrics))
+            if eligible is not None:
+                placed = place_clients(jnp.asarray(eligible, bool), num_clients, mesh)
+                populations[0] = populations[0]._replace(eligible=placed)
 
     began = time.perf_counter()
 
@@ -378,7 +386,9 @@ def run(
             for round_num in range(start + 1, config.rounds + 1):
                 # Rounds move no data host->device: everything is already placed.
                 with jax.transfer_guard_host_to_device("disallow"):
-                    state, states, metrics = round_fn(state, states, train, rounds_key, population)
+                    state, states, metrics = round_fn(
+                        state, states, train, rounds_key, populations[0]
+                    )
                 done = round_num
                 if pending is not None:  # Read while this round runs.
                     finish(pending[0], record(*pending))
