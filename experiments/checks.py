@@ -238,7 +238,9 @@ def _check_names(path: str, names: list, frame=None):
     return frame
 
 
-def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, federation):
+def run_guarded(
+    config: config_lib.TrainConfig, simulation, algorithm, model, federation, hooks=()
+):
     """`simulation.run` holding the workdir; config.json is written once the run may go on.
 
     Raises:
@@ -250,12 +252,16 @@ def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, fe
     try:
         if not workdir:
             logging_lib.log("No --workdir: metrics and checkpoints are not saved.")
-            return run_lib.run(algorithm, model, federation, simulation, fingerprint=fingerprint)
+            return run_lib.run(
+                algorithm, model, federation, simulation, fingerprint=fingerprint, hooks=hooks
+            )
         with workdir_lib.lock(workdir, say=logging_lib.log):
             run_lib.check_resume(algorithm, model, federation, simulation, fingerprint=fingerprint)
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 json.dump(config.to_json(), f, indent=2)
-            return run_lib.run(algorithm, model, federation, simulation, fingerprint=fingerprint)
+            return run_lib.run(
+                algorithm, model, federation, simulation, fingerprint=fingerprint, hooks=hooks
+            )
     except (checkpoint_lib.ResumeError, workdir_lib.WorkdirError) as e:
         raise SettingsError(str(e)) from None
 
