@@ -14,7 +14,10 @@
 """Algorithms by name, for experiment binaries and notebooks.
 
 fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
-fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
+fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
+personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
+local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
+at server_learning_rate; hyperparameters in `personal`).
 """
 
 import optax
@@ -23,8 +26,9 @@ from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.models import interface
+from fedjax_m3t.personalization import registry as personal_registry
 
-ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
+ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",) + personal_registry.NAMES
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
 
@@ -50,6 +54,7 @@ def build_algorithm(
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
     aggregator: str = "mean",
+    personal: personal_registry.PersonalConfig | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -71,6 +76,7 @@ def build_algorithm(
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+      personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -79,6 +85,16 @@ def build_algorithm(
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
     if aggregator not in AGGREGATORS:
         raise ValueError(f"Unknown aggregator {aggregator!r}; choose one of {tuple(AGGREGATORS)}.")
+    if name in personal_registry.NAMES:
+        args = personal_registry.BuildArgs(
+            client_optimizer=client_optimizer(client_optimizer_name, client_learning_rate),
+            server_optimizer=server_optimizers.server_optimizer("fedavg", server_learning_rate),
+            local=local,
+            policy=policy,
+            aggregator=AGGREGATORS[aggregator],
+            personal=personal or personal_registry.PersonalConfig(),
+        )
+        return personal_registry.build(name, model, args)
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(
