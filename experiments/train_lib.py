@@ -27,7 +27,6 @@ import json
 import os
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 
 from experiments import config as config_lib
@@ -41,6 +40,7 @@ from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity
 from fedjax_m3t.models import linear, m3t
+from fedjax_m3t.personalization import registry as personal_registry
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -368,9 +368,20 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
+            personal=personal_config(algo),
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+def personal_config(config: config_lib.AlgorithmConfig) -> personal_registry.PersonalConfig:
+    """The personalised algorithms' settings from the flags (-1 / 0: their defaults)."""
+    return personal_registry.PersonalConfig(
+        fine_tune_steps=config.fine_tune_steps,
+        fedrep_head_steps=None if config.fedrep_head_steps < 0 else config.fedrep_head_steps,
+        ditto_lambda=config.ditto_lambda,
+        ditto_steps=config.ditto_steps or None,
+    )
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:
@@ -477,7 +488,7 @@ def _report(
     """Prints the test metrics of every view (and the baselines'); returns their reports."""
     say = logging_lib.log
     reports = {"global": result.global_report, "personal": result.personal_report}
-    if not any(jax.tree.leaves(algorithm.policy.local)):
+    if result.personal_report is result.global_report:  # No local leaves, no adapt.
         del reports["personal"]
         say("\nTest metrics of the global model (no --local modules, so each institution's")
         say("view is the global model):")

@@ -15,6 +15,7 @@
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from fedjax_m3t import policy as policy_lib
@@ -77,64 +78,72 @@ class PatternsTest(absltest.TestCase):
 class NeverLeaveTest(parameterized.TestCase):
     """Local leaves: absent from every message and aggregate; server copies unchanged."""
 
+    @parameterized.named_parameters(("fedper", "fedper", HEADS), ("fedbn", "fedbn", NORMS))
+    def test_local_modules_stay_on_clients(self, name, local_paths):
+        check_never_leave(self, name, local_paths)
+
+
+# A run each (about 10 s of one core): slow, to keep the default test set short; CI runs it.
+@pytest.mark.slow
+class NeverLeaveMoreTest(parameterized.TestCase):
     @parameterized.named_parameters(
-        ("fedper", "fedper", HEADS),
-        ("fedrep", "fedrep", HEADS),
-        ("fedbn", "fedbn", NORMS),
-        ("local_adapters", "local_adapters", LORA),
+        ("fedrep", "fedrep", HEADS), ("local_adapters", "local_adapters", LORA)
     )
     def test_local_modules_stay_on_clients(self, name, local_paths):
-        algorithm = fixtures.build(name)
-        init = fixtures.init_params()
-        all_paths = set(tree.leaf_paths(init))
-        local_paths = set(local_paths)
-        self.assertEqual(_paths(tree.select(algorithm.policy.local, init)), local_paths)
-        # A message's structure is static: tracing one client update shows every message.
-        fed = fixtures.federation()
-        examples = jax.tree.map(lambda x: x[0], fed.train)
-        output = jax.eval_shape(
-            algorithm.client_update,
-            init,
-            algorithm.init_client_state(init),
-            examples,
-            base.make_context(jax.random.key(0)),
-        )
-        self.assertEqual(_paths(output.delta), all_paths - local_paths)
-        self.assertEqual(_paths(output.weight), all_paths - local_paths)
-        self.assertEqual(_paths(output.client_state), local_paths)
-        stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), output)
-        state = algorithm.init(init)
-        aggregate_paths = []
+        check_never_leave(self, name, local_paths)
 
-        def spy(state, aggregate, rng):
-            aggregate_paths.append(_paths(aggregate.delta) | _paths(aggregate.weight))
-            return algorithm.server_apply(state, aggregate, rng)
 
-        jax.eval_shape(
-            lambda o: base.server_update(
-                algorithm._replace(server_apply=spy), state, o, jax.random.key(0)
-            ),
-            stacked,
-        )
-        self.assertEqual(aggregate_paths, [all_paths - local_paths])
-        # After two rounds: the server's local copies are the init bit for bit, every
-        # client's differs from them, and the federated leaves moved.
-        result = fixtures.run(algorithm)
-        final = fixtures.host(result.server_state.params)
-        states = fixtures.host(result.client_states)
-        by_path = dict(zip(tree.leaf_paths(init), jax.tree.leaves(init), strict=True))
-        final_by_path = dict(zip(tree.leaf_paths(final), jax.tree.leaves(final), strict=True))
-        client_by_path = dict(zip(tree.leaf_paths(states), jax.tree.leaves(states), strict=True))
-        for path in local_paths:
-            np.testing.assert_array_equal(final_by_path[path], by_path[path], err_msg=path)
-            for c in range(fixtures.NUM_CLIENTS):
-                self.assertGreater(
-                    np.abs(client_by_path[path][c] - by_path[path]).max(), 0, f"{path} {c}"
-                )
-        moved = [
-            p for p in all_paths - local_paths if np.abs(final_by_path[p] - by_path[p]).max() > 0
-        ]
-        self.assertGreater(len(moved), 0.9 * len(all_paths - local_paths))
+def check_never_leave(self, name, local_paths):
+    """The assertions of NeverLeaveTest for one algorithm (self: the test case)."""
+    algorithm = fixtures.build(name)
+    init = fixtures.init_params()
+    all_paths = set(tree.leaf_paths(init))
+    local_paths = set(local_paths)
+    self.assertEqual(_paths(tree.select(algorithm.policy.local, init)), local_paths)
+    # A message's structure is static: tracing one client update shows every message.
+    fed = fixtures.federation()
+    examples = jax.tree.map(lambda x: x[0], fed.train)
+    output = jax.eval_shape(
+        algorithm.client_update,
+        init,
+        algorithm.init_client_state(init),
+        examples,
+        base.make_context(jax.random.key(0)),
+    )
+    self.assertEqual(_paths(output.delta), all_paths - local_paths)
+    self.assertEqual(_paths(output.weight), all_paths - local_paths)
+    self.assertEqual(_paths(output.client_state), local_paths)
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), output)
+    state = algorithm.init(init)
+    aggregate_paths = []
+
+    def spy(state, aggregate, rng):
+        aggregate_paths.append(_paths(aggregate.delta) | _paths(aggregate.weight))
+        return algorithm.server_apply(state, aggregate, rng)
+
+    jax.eval_shape(
+        lambda o: base.server_update(
+            algorithm._replace(server_apply=spy), state, o, jax.random.key(0)
+        ),
+        stacked,
+    )
+    self.assertEqual(aggregate_paths, [all_paths - local_paths])
+    # After two rounds: the server's local copies are the init bit for bit, every
+    # client's differs from them, and the federated leaves moved.
+    result = fixtures.run(algorithm)
+    final = fixtures.host(result.server_state.params)
+    states = fixtures.host(result.client_states)
+    by_path = dict(zip(tree.leaf_paths(init), jax.tree.leaves(init), strict=True))
+    final_by_path = dict(zip(tree.leaf_paths(final), jax.tree.leaves(final), strict=True))
+    client_by_path = dict(zip(tree.leaf_paths(states), jax.tree.leaves(states), strict=True))
+    for path in local_paths:
+        np.testing.assert_array_equal(final_by_path[path], by_path[path], err_msg=path)
+        for c in range(fixtures.NUM_CLIENTS):
+            self.assertGreater(
+                np.abs(client_by_path[path][c] - by_path[path]).max(), 0, f"{path} {c}"
+            )
+    moved = [p for p in all_paths - local_paths if np.abs(final_by_path[p] - by_path[p]).max() > 0]
+    self.assertGreater(len(moved), 0.9 * len(all_paths - local_paths))
 
 
 if __name__ == "__main__":
