@@ -387,6 +387,13 @@ class AlgorithmConfig(_Group):
     local_dp_noise_multiplier: float = _field(
         0.0, "Local DP: noise std / clip added to each client's update before it leaves."
     )
+    # The personalised algorithms (fedjax_m3t/personalization/registry.py).
+    fine_tune_steps: int = _field(5, "fedavg_ft: local fine-tuning steps after the last round.")
+    fedrep_head_steps: int = _field(
+        -1, "fedrep: head-only steps of each round's local_steps (-1: half, rounded up)."
+    )
+    ditto_lambda: float = _field(0.1, "ditto: proximal weight of the personal model.")
+    ditto_steps: int = _field(0, "ditto: personal-model steps per round (0: local_steps).")
 
     def __post_init__(self):
         super().__post_init__()

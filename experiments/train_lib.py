@@ -27,7 +27,6 @@ import json
 import os
 from collections.abc import Sequence
 
-import jax
 import numpy as np
 
 from experiments import checks
@@ -46,8 +45,9 @@ from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
-from fedjax_m3t.secure import aggregator as secure_aggregator
+from fedjax_m3t.personalization import registry as personal_registry
 from fedjax_m3t.privacy import dp_sgd, local_dp
+from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -402,6 +402,7 @@ def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
             **_hierarchy(algo, federation),
             secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
             **privacy_kwargs(algo),
+            personal=personal_config(algo),
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -447,6 +448,16 @@ def privacy_kwargs(config: config_lib.AlgorithmConfig) -> dict:
             config.local_dp_clip, config.local_dp_noise_multiplier
         )
     return out
+
+
+def personal_config(config: config_lib.AlgorithmConfig) -> personal_registry.PersonalConfig:
+    """The personalised algorithms' settings from the flags (-1 / 0: their defaults)."""
+    return personal_registry.PersonalConfig(
+        fine_tune_steps=config.fine_tune_steps,
+        fedrep_head_steps=None if config.fedrep_head_steps < 0 else config.fedrep_head_steps,
+        ditto_lambda=config.ditto_lambda,
+        ditto_steps=config.ditto_steps or None,
+    )
 
 
 def local_config(config: config_lib.AlgorithmConfig) -> local_training.LocalTrainingConfig:
@@ -588,7 +599,7 @@ def _report(
     """Prints the test metrics of every view (and the baselines'); returns their reports."""
     say = logging_lib.log
     reports = {"global": result.global_report, "personal": result.personal_report}
-    if not any(jax.tree.leaves(algorithm.policy.local)):
+    if result.personal_report is result.global_report:  # No local leaves, no adapt.
         del reports["personal"]
         say("\nTest metrics of the global model (no --local modules, so each institution's")
         say("view is the global model):")

@@ -22,6 +22,8 @@ the federated run's initial params, so both read `params_key`.
 import jax
 
 PARAMS_TAG, ROUNDS_TAG, BASELINE_TAG = 0, 1, 2
+# The evaluation-time adaptation of personalised algorithms (FederatedAlgorithm.adapt).
+ADAPT_TAG = 3
 
 
 def params_key(seed: int) -> jax.Array:

@@ -137,6 +137,11 @@ BroadcastFn = Callable[[ServerState, ClientContext], t.Params]
 PersonalizeFn = Callable[[t.Params, t.PyTree], t.Params]
 """(received params, client_state) -> the params the client predicts with."""
 
+AdaptFn = Callable[[t.Params, t.PyTree, dict, ClientContext], t.Params]
+"""(received params, client_state, train examples [n, ...], context) -> the params the
+client predicts with, after an evaluation-time adaptation on its own train data (e.g.
+k fine-tuning steps of the final global model: FedAvg + FT)."""
+
 ServerApplyFn = Callable[
     [ServerState, aggregation_base.Aggregate, t.PRNGKey], tuple[ServerState, t.Metrics]
 ]
@@ -160,6 +165,9 @@ class FederatedAlgorithm(NamedTuple):
         keeps it, so that a run resumes only the algorithm that wrote it
         (simulation/identity.py). None: unnamed (only the policy and the server
         state's structure identify it).
+      adapt: see AdaptFn; None (the default) when the personal model is
+        `personalize(received, client_state)` with no further training. When set,
+        evaluation scores `adapt(...)` of the current global model instead.
     """
 
     policy: policy_lib.ResolvedPolicy
@@ -171,6 +179,7 @@ class FederatedAlgorithm(NamedTuple):
     personalize: PersonalizeFn
     server_apply: ServerApplyFn
     description: dict | None = None
+    adapt: AdaptFn | None = None
 
 
 def global_broadcast(state: ServerState, context: ClientContext) -> t.Params:
@@ -216,3 +225,41 @@ def server_update(
         acc = aggregator.accumulate(aggregator.init(template), outputs.delta, outputs.weight)
     aggregate, agg_state = aggregator.finalize(acc, state.agg_state, agg_key)
     return algorithm.server_apply(state._replace(agg_state=agg_state), aggregate, server_key)
+
+
+def adapt_clients(
+    algorithm: FederatedAlgorithm,
+    state: ServerState,
+    client_states: t.PyTree,
+    data: dict,
+    groups: jax.Array,
+    rng: t.PRNGKey,
+    chunk_size: int = 8,
+) -> t.Params:
+    """Every client's adapted params: `algorithm.adapt` of what it would receive now.
+
+    Client c adapts with context key fold_in(rng, c), its group and the server's round
+    counter; `task_scale` is None (its own label rates: adaptation is local).
+
+    Args:
+      algorithm: an algorithm whose `adapt` is set.
+      state: the server state (the model being adapted).
+      client_states: leaves [num_clients, ...].
+      data: the clients' train examples, leaves [num_clients, n, ...].
+      groups: int32 [num_clients], each client's group.
+      rng: the adaptation key.
+      chunk_size: clients adapted at once (lax.map batch size).
+
+    Returns:
+      Full params per client, leaves [num_clients, ...] (evaluate them with
+      `Evaluator(model, lambda received, adapted: adapted)`).
+    """
+    ids = jnp.arange(groups.shape[0], dtype=jnp.int32)
+
+    def one(x):
+        client_id, client_state, examples, group = x
+        context = make_context(jax.random.fold_in(rng, client_id), client_id, state.round, group)
+        received = algorithm.broadcast(state, context)
+        return algorithm.adapt(received, client_state, examples, context)
+
+    return jax.lax.map(one, (ids, client_states, data, groups), batch_size=chunk_size)

@@ -17,6 +17,9 @@ fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer
 fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
 hierarchical: FedAvg over a tree of groups with per-module schedules
 (fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
+personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
+local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
+at server_learning_rate; hyperparameters in `personal`).
 """
 
 import optax
@@ -26,9 +29,12 @@ from fedjax_m3t.aggregation import coordinate_median, selective, specs
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
+from fedjax_m3t.personalization import registry as personal_registry
 from fedjax_m3t.secure import aggregator as secure_aggregator
 
-ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical")
+ALGORITHMS = (
+    server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical") + personal_registry.NAMES
+)
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
 # Robust rules with their default parameters; build_algorithm also takes a spec
@@ -63,6 +69,7 @@ def build_algorithm(
     secagg: secure_aggregator.SecAggConfig | None = None,
     gradient: local_training.GradientFn = local_training.batch_gradient,
     client_transform: fed_opt.ClientTransform | None = None,
+    personal: personal_registry.PersonalConfig | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -94,6 +101,7 @@ def build_algorithm(
       secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
       gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
       client_transform: applied on the client to its output (e.g. local DP).
+      personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -116,6 +124,16 @@ def build_algorithm(
             policy=policy,
             learning_rate=server_learning_rate,
         )
+    if name in personal_registry.NAMES:
+        args = personal_registry.BuildArgs(
+            client_optimizer=client_optimizer(client_optimizer_name, client_learning_rate),
+            server_optimizer=server_optimizers.server_optimizer("fedavg", server_learning_rate),
+            local=local,
+            policy=policy,
+            aggregator=rule,
+            personal=personal or personal_registry.PersonalConfig(),
+        )
+        return personal_registry.build(name, model, args)
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(

@@ -311,7 +311,8 @@ def run(
         return jax.tree.map(lambda x: x[:num_clients], tree_) if mesh is not None else tree_
 
     evaluator = evaluation.Evaluator(model, algorithm.personalize)
-    has_local = bool(jax.tree.leaves(states))
+    personal = _personal_view(algorithm, model, evaluator, config.seed, train, population, chunk)
+    has_local = bool(jax.tree.leaves(states)) or algorithm.adapt is not None
     writer = logging_lib.MetricsWriter(
         config.workdir, tensorboard=config.tensorboard, keep_until=start
     )
@@ -337,8 +338,9 @@ def run(
         if config.eval_every and round_num % config.eval_every == 0:
             metrics.update(_report_metrics("test", evaluator, state.params, test, federation))
             if has_local:
+                view, view_states = personal(state, states)
                 metrics.update(
-                    _report_metrics("personal", evaluator, state.params, test, federation, states)
+                    _report_metrics("personal", view, state.params, test, federation, view_states)
                 )
             if global_test is not None:
                 report = evaluator.evaluate(state.params, global_test)
@@ -418,7 +420,8 @@ def run(
     global_report = _final(evaluator, state.params, test, federation)
     personal_report = global_report
     if has_local:
-        personal_report = _final(evaluator, state.params, test, federation, states)
+        view, view_states = personal(state, states)
+        personal_report = _final(view, state.params, test, federation, view_states)
     global_test_report = None
     if global_test is not None:
         global_test_report = evaluator.evaluate(state.params, global_test)
@@ -556,6 +559,22 @@ def device_megabytes(tree_) -> float:
     for x in jax.tree.leaves(tree_):
         total += sum(s.data.nbytes for s in x.addressable_shards if s.device == first)
     return total / 2**20
+
+
+def _personal_view(algorithm, model, evaluator, seed, train, population, chunk):
+    """(server state, client states) -> (evaluator, states) scoring each personal model.
+
+    Without `algorithm.adapt` that is the run's evaluator on the client states
+    (personalize(global, state)); with it, each client's adapted params
+    (`base.adapt_clients` on its train data, key fold_in(key(seed), ADAPT_TAG)),
+    recomputed from the current global model at every evaluation.
+    """
+    if algorithm.adapt is None:
+        return lambda state, states: (evaluator, states)
+    adapted = evaluation.Evaluator(model, lambda received, params: params)
+    key = jax.random.fold_in(jax.random.key(seed), seeding.ADAPT_TAG)
+    adapt = jax.jit(functools.partial(base.adapt_clients, algorithm, chunk_size=chunk))
+    return lambda state, states: (adapted, adapt(state, states, train, population.group, key))
 
 
 def _final(evaluator, params, test, federation, client_states=None) -> evaluation.Report:
