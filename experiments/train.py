@@ -35,6 +35,7 @@ from absl import app, flags, logging
 
 from experiments import config as config_lib
 from experiments import train_lib
+from fedjax_m3t.simulation import distributed
 
 FLAGS = flags.FLAGS
 
@@ -48,6 +49,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}; flags look like --rounds=10.")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO.
+    # Under experiments.launch: join the other processes before any JAX computation.
+    distributed.initialize_from_env()
     try:
         train_lib.train(config_lib.from_flags(FLAGS))
     except config_lib.SettingsError as e:

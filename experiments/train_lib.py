@@ -457,7 +457,8 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
-    if simulation.workdir:
+    leader = jax.process_index() == 0  # Several processes (experiments.launch): one writes.
+    if simulation.workdir and leader:
         os.makedirs(simulation.workdir, exist_ok=True)
         with open(os.path.join(simulation.workdir, "config.json"), "w") as f:
             json.dump(config.to_json(), f, indent=2)
@@ -465,7 +466,7 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
         say("No --workdir: metrics and checkpoints are not saved.")
     result = run_lib.run(algorithm, model, federation, simulation, fingerprint=config.fingerprint())
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
-    if simulation.workdir:
+    if simulation.workdir and leader:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
             json.dump(_reports_json(reports, federation.client_names), f, indent=2)
     return result

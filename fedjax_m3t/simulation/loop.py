@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -45,6 +46,7 @@ from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import checkpoint as checkpoint_lib
 from fedjax_m3t.simulation import cohort as cohort_lib
+from fedjax_m3t.simulation import distributed
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import round as round_lib
 
@@ -155,7 +157,7 @@ def fresh_state(
 def engine_plan(config: SimulationConfig) -> tuple[int, int, str]:
     """(devices, chunk size, backend) a run uses: config values, else the defaults."""
     backend = jax.default_backend()
-    num_devices = config.num_devices or len(jax.local_devices())
+    num_devices = config.num_devices or jax.device_count()  # Every process's devices.
     chunk = config.chunk_size or round_lib.default_chunk_size(config.cohort_size, num_devices)
     return num_devices, chunk, backend
 
@@ -207,7 +209,8 @@ def run(
         mesh=mesh,
         donate=True,
     )
-    say = logging_lib.log if config.verbose else (lambda _: None)
+    leader = jax.process_index() == 0  # Only process 0 prints and writes metrics.
+    say = logging_lib.log if config.verbose and leader else (lambda _: None)
     say(
         f"Engine: {num_devices} {backend} device(s), chunks of {chunk} client(s) per device"
         + (
@@ -236,7 +239,7 @@ def run(
     # its block of clients); the server state and keys are replicated.
     per_client = (federation.train, federation.test, client_states, population)
     train, test, states, population = place_clients(per_client, num_clients, mesh)
-    state, rounds_key = jax.device_put(
+    state, rounds_key = distributed.put(
         (state, rounds_key), NamedSharding(mesh, P()) if mesh is not None else None
     )
     say(
@@ -250,7 +253,9 @@ def run(
     evaluator = evaluation.Evaluator(model, algorithm.personalize)
     has_local = bool(jax.tree.leaves(states))
     writer = logging_lib.MetricsWriter(
-        config.workdir, tensorboard=config.tensorboard, keep_until=start
+        config.workdir if leader else None,
+        tensorboard=config.tensorboard and leader,
+        keep_until=start,
     )
     checkpointer = checkpoint_lib.Checkpointer(_ckpt_dir(config)) if config.workdir else None
     if resumed:
@@ -353,7 +358,7 @@ def place_clients(
         return jax.device_put(per_client)
     num_padded = round_lib.padded_num_clients(num_clients, mesh.size)
     per_client = round_lib.pad_clients(per_client, num_padded)
-    return jax.device_put(per_client, NamedSharding(mesh, P(round_lib.AXIS)))
+    return distributed.put(per_client, NamedSharding(mesh, P(round_lib.AXIS)))
 
 
 def device_megabytes(tree_) -> float:
@@ -372,6 +377,8 @@ def _final(evaluator, params, test, federation, client_states=None) -> evaluatio
     runs): their predictions are dropped.
     """
     predictions = evaluator.predict(params, test, client_states)
+    if jax.process_count() > 1:  # Each process holds its devices' clients: gather them.
+        predictions = multihost_utils.process_allgather(predictions, tiled=True)
     predictions = jax.tree.map(lambda p: p[: federation.num_clients], predictions)
     return evaluation.score(evaluator.model, predictions, federation.test)
 
