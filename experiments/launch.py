@@ -35,7 +35,6 @@ run experiments.train on each with the FEDJAX_M3T_* variables set by hand
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,12 +52,6 @@ _LOG_DIR = flags.DEFINE_string(
 )
 _GRACE = flags.DEFINE_float("grace_seconds", 60.0, "Wait after Ctrl-C before killing.")
 _FORCE = "--xla_force_host_platform_device_count"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def process_env(base: dict, coordinator: str, num: int, index: int, devices: int) -> dict:
@@ -95,7 +88,7 @@ def launch(
         raise ValueError("num_processes and devices_per_process must be >= 1.")
     log_dir = log_dir or tempfile.mkdtemp(prefix="fedjax_m3t_launch_")
     os.makedirs(log_dir, exist_ok=True)
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{distributed.free_port()}"
     processes = []
     try:
         for i in range(num_processes):

@@ -33,6 +33,7 @@ arguments where the cluster sets them: Cloud TPU, SLURM, Open MPI).
 """
 
 import os
+import socket
 
 import jax
 import numpy as np
@@ -94,3 +95,10 @@ def put(tree_, sharding: jax.sharding.Sharding | None):
         return jax.device_put(np.asarray(x), sharding)
 
     return jax.tree.map(one, tree_)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a local coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -63,10 +63,6 @@ class _Ready(NamedTuple):
     federated: t.PyTree  # ShapeDtypeStructs of the leaves the server sends.
 
 
-def _shapes(tree_: t.PyTree) -> t.PyTree:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree_)
-
-
 def make_client_app(
     build: Callable[[flwr_app.Context], Institution],
     mods: list | None = None,
@@ -92,7 +88,7 @@ def make_client_app(
             ready[key] = _Ready(
                 institution,
                 jax.jit(institution.algorithm.client_update),
-                _shapes(tree.select(policy.federated, institution.params)),
+                records.shapes(tree.select(policy.federated, institution.params)),
             )
         return ready[key]
 

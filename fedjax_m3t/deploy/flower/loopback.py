@@ -36,14 +36,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from fedjax_m3t.simulation import distributed
+
 _CONNECTION = "fedjax-m3t-loopback"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bin(name: str) -> str:
@@ -81,7 +76,7 @@ class LocalDeployment:
             "FLWR_HOME": self.home,
             **(env or {}),
         }
-        self.port = free_port()
+        self.port = distributed.free_port()
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, str] = {}
 
@@ -101,10 +96,11 @@ class LocalDeployment:
             self._wait_for_port(self.port)
             for i, config in enumerate(self.node_configs):
                 node_config = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
+                runtime_port = str(distributed.free_port())  # Each SuperNode's own API.
                 self._start(
                     f"supernode{i}",
                     [_bin("flower-supernode"), "--insecure"]
-                    + ["--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port())]
+                    + ["--superlink", f"127.0.0.1:{self.port}", "--port", runtime_port]
                     + ["--host", "127.0.0.1", "--node-config", node_config],
                 )
         except BaseException:

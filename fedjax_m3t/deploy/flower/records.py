@@ -34,6 +34,11 @@ class TreeMismatchError(ValueError):
     """A received record does not have the structure its receiver expects."""
 
 
+def shapes(tree_: t.PyTree) -> t.PyTree:
+    """ShapeDtypeStructs of a pytree's leaves (a template for `from_record`)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree_)
+
+
 def to_arrays(tree_: t.PyTree) -> dict[str, np.ndarray]:
     """{leaf path: host array} of a pytree's non-None leaves, in flatten order."""
     leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree_))]

@@ -112,10 +112,6 @@ def _check_reply(reply: flwr_app.Message, what: str) -> None:
         )
 
 
-def _shapes(tree_: t.PyTree) -> t.PyTree:
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree_)
-
-
 class RoundStrategy(flwr_strategy.Strategy):
     """Flower strategy running the algorithm's rounds (see the module docstring).
 
@@ -153,7 +149,7 @@ class RoundStrategy(flwr_strategy.Strategy):
         self._cohort = None  # (ids, valid, rng) of the round in flight.
         self._started = 0.0
         policy = algorithm.policy
-        self._delta_template = _shapes(tree.select(policy.federated, params))
+        self._delta_template = records.shapes(tree.select(policy.federated, params))
         self._server_step = jax.jit(self._step)
 
     # --- Flower's Strategy interface -------------------------------------------------
