@@ -31,10 +31,11 @@ from flwr import app as flwr_app  # noqa: E402
 from fedjax_m3t import policy as policy_lib  # noqa: E402
 from fedjax_m3t import seeding, simulation  # noqa: E402
 from fedjax_m3t.algorithms import local_training, registry  # noqa: E402
+from fedjax_m3t.datasets import synthetic  # noqa: E402
 from fedjax_m3t.deploy.flower import client as client_lib  # noqa: E402
 from fedjax_m3t.deploy.flower import in_process, protocol, records  # noqa: E402
 from fedjax_m3t.deploy.flower import server as server_lib  # noqa: E402
-from fedjax_m3t.models import linear  # noqa: E402
+from fedjax_m3t.models import linear, m3t  # noqa: E402
 from tests import helpers  # noqa: E402
 
 SEED, ROUNDS, COHORT, NUM_CLIENTS = 3, 3, 2, 4
@@ -73,9 +74,10 @@ def _simulated(name, aggregator):
     return simulation.run(_algorithm(name, aggregator), model, federation, config)
 
 
-def _deploy(server_algorithm, client_algorithm, mods=None):
-    """(strategy, grid) after ROUNDS Flower rounds over in-process ClientApps."""
-    federation, model = _problem()
+def _deploy(server_algorithm, client_algorithm, mods=None, problem=_problem, rounds=ROUNDS):
+    """(strategy, grid) after `rounds` Flower rounds over in-process ClientApps."""
+    federation, model = problem()
+    num_clients = federation.num_clients
     params = model.init(seeding.params_key(SEED))
 
     def institution(context):
@@ -84,19 +86,19 @@ def _deploy(server_algorithm, client_algorithm, mods=None):
         return client_lib.Institution(client_algorithm, params, examples, c, 0)
 
     app = client_lib.make_client_app(institution, mods=mods)
-    grid = in_process.InProcessGrid(app, [{"client-id": c} for c in range(NUM_CLIENTS)])
-    registration = server_lib.register(grid, NUM_CLIENTS)
+    grid = in_process.InProcessGrid(app, [{"client-id": c} for c in range(num_clients)])
+    registration = server_lib.register(grid, num_clients)
     strategy = server_lib.RoundStrategy(
         server_algorithm,
         params,
         registration,
-        num_clients=NUM_CLIENTS,
+        num_clients=num_clients,
         cohort_size=COHORT,
         seed=SEED,
-        task_names=("a", "b"),
+        task_names=tuple(task.name for task in federation.spec.tasks),
         record=True,
     )
-    strategy.start(grid, strategy.federated_record(), num_rounds=ROUNDS)
+    strategy.start(grid, strategy.federated_record(), num_rounds=rounds)
     return strategy, grid
 
 
@@ -176,6 +178,41 @@ class FlowerBridgeTest(parameterized.TestCase):
             records.TreeMismatchError, "client [0-9]'s reply: .*unexpected leaf 'heads/c/kernel'"
         ):
             _deploy(_algorithm(), _algorithm(), mods=[tamper])
+
+
+@functools.cache
+def _m3t_problem():
+    """4 synthetic schools (text, image, tabular, interactions; 3 tasks), a small M3T."""
+    federation = synthetic.make_education_federation(
+        synthetic.SyntheticConfig(num_clients=4, mean_examples=12, seed=0)
+    )
+    config = m3t.M3TConfig(width=8, depth=1, num_heads=2, mlp_dim=16, lora_rank=2)
+    return federation, m3t.build_m3t_model(federation.spec, config)
+
+
+@pytest.mark.slow
+class FlowerBridgeM3TTest(absltest.TestCase):
+    def test_m3t_with_a_local_head_equals_the_simulation(self):
+        federation, model = _m3t_problem()
+        algorithm = registry.build_algorithm(
+            "fedavg",
+            model,
+            local=local_training.LocalTrainingConfig(local_steps=2, batch_size=4),
+            client_learning_rate=0.05,
+            policy=policy_lib.ModulePolicy(local=("heads/score",)),
+        )
+        strategy, _ = _deploy(algorithm, algorithm, problem=_m3t_problem, rounds=2)
+        config = simulation.SimulationConfig(
+            rounds=2, cohort_size=COHORT, num_devices=1, seed=SEED, verbose=False
+        )
+        sim = simulation.run(algorithm, model, federation, config)
+        got = records.to_arrays(strategy.state.params)
+        want = records.to_arrays(sim.server_state.params)
+        worst = max(float(np.abs(got[k] - want[k]).max()) for k in want)
+        self.assertLess(worst, 1e-6, "the simulation vmaps the cohort; Flower calls one client")
+        for content in strategy.messages:
+            for record in content.values():
+                self.assertFalse([k for k in record.keys() if k.startswith("heads/score")])
 
 
 class RecordsTest(absltest.TestCase):
