@@ -21,3 +21,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 4)
+
+# The Flower bridge needs the 'flower' extra; without flwr its modules are not
+# collected for doctests (its tests skip themselves).
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("flwr") is None:
+    collect_ignore_glob = ["fedjax_m3t/deploy/flower/*"]

@@ -238,9 +238,7 @@ def _check_names(path: str, names: list, frame=None):
     return frame
 
 
-def run_guarded(
-    config: config_lib.TrainConfig, simulation, algorithm, model, federation, hooks=()
-):
+def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, federation, hooks=()):
     """`simulation.run` holding the workdir; config.json is written once the run may go on.
 
     Raises:
@@ -250,8 +248,10 @@ def run_guarded(
     workdir = simulation.workdir
     fingerprint = compatible_fingerprint(config.fingerprint(), saved_fingerprint(workdir))
     try:
-        if not workdir:
-            logging_lib.log("No --workdir: metrics and checkpoints are not saved.")
+        if not workdir or jax.process_index() != 0:
+            # Several processes (experiments.launch): only the first holds the workdir.
+            if not workdir:
+                logging_lib.log("No --workdir: metrics and checkpoints are not saved.")
             return run_lib.run(
                 algorithm, model, federation, simulation, fingerprint=fingerprint, hooks=hooks
             )

@@ -37,6 +37,7 @@ from ml_collections import config_flags
 from experiments import checks, train_lib
 from experiments import config as config_lib
 from fedjax_m3t.secure import aggregator as secure_aggregator
+from fedjax_m3t.simulation import distributed
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2  # A setting or input file to fix: 'Error: ...' says which.
@@ -61,6 +62,8 @@ def train_from(flag_values: flags.FlagValues) -> int:
     interrupt prints where the run was saved (the loop's message) and no traceback.
     """
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO.
+    # Under experiments.launch: join the other processes before any JAX computation.
+    distributed.initialize_from_env()
     try:
         config = config_lib.from_flags(flag_values)
         checks.check_applicable(config, given_flags(flag_values))

@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from experiments import checks
@@ -563,7 +564,8 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
         rate = attack_plan_lib.backdoor_success_rate(plan, model, params, federation)
         say(f"Backdoor attack success rate on triggered test inputs: {rate:.3f}")
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
-    if simulation.workdir:
+    leader = jax.process_index() == 0  # Several processes (experiments.launch): one writes.
+    if simulation.workdir and leader:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
             json.dump(_reports_json(reports, federation.client_names), f, indent=2)
         written = ["config.json", "metrics.jsonl", "final_metrics.json", "checkpoints/"]

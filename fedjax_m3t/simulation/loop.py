@@ -41,6 +41,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -52,6 +53,7 @@ from fedjax_m3t.data import federation as federation_lib
 from fedjax_m3t.models import interface
 from fedjax_m3t.simulation import checkpoint as checkpoint_lib
 from fedjax_m3t.simulation import cohort as cohort_lib
+from fedjax_m3t.simulation import distributed
 from fedjax_m3t.simulation import identity as identity_lib
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import round as round_lib
@@ -179,7 +181,7 @@ def fresh_state(
 def engine_plan(config: SimulationConfig) -> tuple[int, int, str]:
     """(devices, chunk size, backend) a run uses: config values, else the defaults."""
     backend = jax.default_backend()
-    visible = len(jax.local_devices())
+    visible = jax.device_count()  # Every process's devices.
     if config.num_devices and config.num_devices > visible:
         raise ValueError(
             f"num_devices={config.num_devices} exceeds the {visible} visible {backend} "
@@ -258,7 +260,8 @@ def run(
         donate=True,
         guard=guard_lib.Guard(max_norm_ratio=config.guard_max_norm_ratio),
     )
-    say = logging_lib.log if config.verbose else (lambda _: None)
+    leader = jax.process_index() == 0  # Only process 0 prints and writes metrics.
+    say = logging_lib.log if config.verbose and leader else (lambda _: None)
     say(
         f"Engine: {num_devices} {backend} device(s), chunks of {chunk} client(s) per device"
         + (
@@ -299,7 +302,7 @@ def run(
     per_client = (federation.train, federation.test, client_states, population)
     train, test, states, population = place_clients(per_client, num_clients, mesh)
     populations = [population]  # Hooks may replace its eligible mask between rounds.
-    state, rounds_key = jax.device_put(
+    state, rounds_key = distributed.put(
         (state, rounds_key), NamedSharding(mesh, P()) if mesh is not None else None
     )
     say(
@@ -314,7 +317,9 @@ def run(
     personal = _personal_view(algorithm, model, evaluator, config.seed, train, population, chunk)
     has_local = bool(jax.tree.leaves(states)) or algorithm.adapt is not None
     writer = logging_lib.MetricsWriter(
-        config.workdir, tensorboard=config.tensorboard, keep_until=start
+        config.workdir if leader else None,
+        tensorboard=config.tensorboard and leader,
+        keep_until=start,
     )
     checkpointer = checkpoint_lib.Checkpointer(_ckpt_dir(config)) if config.workdir else None
     if resumed:
@@ -549,7 +554,7 @@ def place_clients(
         return jax.device_put(per_client)
     num_padded = round_lib.padded_num_clients(num_clients, mesh.size)
     per_client = round_lib.pad_clients(per_client, num_padded)
-    return jax.device_put(per_client, NamedSharding(mesh, P(round_lib.AXIS)))
+    return distributed.put(per_client, NamedSharding(mesh, P(round_lib.AXIS)))
 
 
 def device_megabytes(tree_) -> float:
@@ -584,6 +589,8 @@ def _final(evaluator, params, test, federation, client_states=None) -> evaluatio
     runs): their predictions are dropped.
     """
     predictions = evaluator.predict(params, test, client_states)
+    if jax.process_count() > 1:  # Each process holds its devices' clients: gather them.
+        predictions = multihost_utils.process_allgather(predictions, tiled=True)
     predictions = jax.tree.map(lambda p: p[: federation.num_clients], predictions)
     return evaluation.score(evaluator.model, predictions, federation.test)
 

@@ -67,12 +67,15 @@ AXIS = "clients"
 
 
 def make_client_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh named 'clients' over the first `num_devices` local devices (None = all).
+    """A 1-D mesh named 'clients' over the first `num_devices` devices (None = all).
+
+    The local devices, or every process's after `jax.distributed.initialize`.
 
     Auto axis types: this JAX defaults `make_mesh` to Explicit, which shard_map-style
     code must not use.
     """
-    devices = jax.local_devices()
+    # Several processes (simulation/distributed.py): the mesh spans all their devices.
+    devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()
     num_devices = num_devices or len(devices)
     if num_devices > len(devices):
         raise ValueError(
