@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from experiments import central_privacy
 from experiments import config as config_lib
 from fedjax_m3t import evaluation
 from fedjax_m3t import policy as policy_lib
@@ -41,6 +42,7 @@ from fedjax_m3t.data import text as text_lib
 from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import baselines, equity
 from fedjax_m3t.models import linear, m3t
+from fedjax_m3t.privacy import central
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
 
@@ -345,8 +347,11 @@ def build_model(config: config_lib.ModelConfig, spec: spec_lib.DataSpec):
         raise SettingsError(str(e)) from None
 
 
-def build_algorithm(config: config_lib.TrainConfig, model):
-    """The named algorithm with the module policy from --federated/--local/--frozen."""
+def build_algorithm(config: config_lib.TrainConfig, model, aggregator="mean"):
+    """The named algorithm with the module policy from --federated/--local/--frozen.
+
+    `aggregator`: a registry name or an Aggregator (DP-FedAvg's, from --dp_clip).
+    """
     algo = config.algorithm
     frozen = list(algo.frozen)
     if config.model.text_encoder == "minilm" and not any(
@@ -368,6 +373,7 @@ def build_algorithm(config: config_lib.TrainConfig, model):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
+            aggregator=aggregator,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -453,9 +459,12 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     if table is None:  # A table's loader has printed its summary, with groups and drops.
         say(federation.summary())
     model = build_model(config.model, federation.spec)
-    algorithm = build_algorithm(config, model)
-    say("Module policy:\n" + algorithm.policy.describe())
     simulation = simulation_config(config, federation.num_clients)
+    dp_plan = central_privacy.plan(config, simulation, federation.num_clients)
+    simulation = central_privacy.with_rounds(simulation, dp_plan)
+    aggregator = "mean" if dp_plan is None else central.dp_aggregator(dp_plan.dp)
+    algorithm = build_algorithm(config, model, aggregator)
+    say("Module policy:\n" + algorithm.policy.describe())
     groups = table_groups(config, table) if config.output.baselines else {}
     if simulation.workdir:
         os.makedirs(simulation.workdir, exist_ok=True)
@@ -463,11 +472,22 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
             json.dump(config.to_json(), f, indent=2)
     else:
         say("No --workdir: metrics and checkpoints are not saved.")
-    result = run_lib.run(algorithm, model, federation, simulation, fingerprint=config.fingerprint())
+    result = run_lib.run(
+        algorithm,
+        model,
+        federation,
+        simulation,
+        fingerprint=config.fingerprint(),
+        extra_metrics=central_privacy.round_metrics(dp_plan),
+    )
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
+    final = _reports_json(reports, federation.client_names)
+    if dp_plan is not None:
+        final["privacy"] = central_privacy.summary(dp_plan, simulation.rounds)
+        say(central_privacy.summary_line(final["privacy"]))
     if simulation.workdir:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
-            json.dump(_reports_json(reports, federation.client_names), f, indent=2)
+            json.dump(final, f, indent=2)
     return result
 
 

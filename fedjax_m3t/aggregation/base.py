@@ -99,6 +99,10 @@ class Aggregator(NamedTuple):
         return a device-invariant result, e.g. a psum; stacked: the device's rows).
       finalize: (acc or StackedUpdates, agg_state, key) -> (Aggregate, agg_state).
       stacked: whether the rule needs every update (see the module docstring).
+      begin_round: (empty accumulator, agg_state) -> the round's starting
+        accumulator, for streaming rules whose `accumulate` depends on the state
+        (e.g. DP-FedAvg's adaptive clip); None: the empty one. In shard_map it is
+        called per device after the empty accumulator is made device-varying.
     """
 
     init_state: Callable[[t.PyTree], Any]
@@ -107,6 +111,7 @@ class Aggregator(NamedTuple):
     merge_across: Callable[[Any, str], Any]
     finalize: Callable[[Any, Any, t.PRNGKey], tuple[Aggregate, Any]]
     stacked: bool = False
+    begin_round: Callable[[Any, Any], Any] | None = None
 
 
 def stacked_aggregator(

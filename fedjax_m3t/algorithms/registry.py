@@ -15,14 +15,17 @@
 
 fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
 fedprox: FedAvg with the FedProx proximal term (mu = prox_mu).
+`dp_algorithm` builds any of them as user-level DP-FedAvg (privacy/central.py).
 """
 
 import optax
 
 from fedjax_m3t import policy as policy_lib
+from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.aggregation import coordinate_median, selective
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.models import interface
+from fedjax_m3t.privacy import central
 
 ALGORITHMS = server_optimizers.SERVER_OPTIMIZERS + ("fedprox",)
 CLIENT_OPTIMIZERS = ("sgd", "adam")
@@ -49,7 +52,7 @@ def build_algorithm(
     prox_mu: float = 0.01,
     momentum: float = 0.9,
     policy: policy_lib.ModulePolicy | None = None,
-    aggregator: str = "mean",
+    aggregator: str | aggregation_base.Aggregator = "mean",
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -70,14 +73,15 @@ def build_algorithm(
       momentum: FedAvgM's server momentum.
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
-        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas).
+        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
+        or an Aggregator (e.g. privacy.central.dp_aggregator).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
-    if aggregator not in AGGREGATORS:
+    if isinstance(aggregator, str) and aggregator not in AGGREGATORS:
         raise ValueError(f"Unknown aggregator {aggregator!r}; choose one of {tuple(AGGREGATORS)}.")
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
@@ -89,6 +93,32 @@ def build_algorithm(
         ),
         local=local,
         policy=policy,
-        aggregator=AGGREGATORS[aggregator],
+        aggregator=AGGREGATORS[aggregator] if isinstance(aggregator, str) else aggregator,
         loss=loss,
     )
+
+
+def dp_algorithm(
+    name: str, model: interface.Model, *, dp: central.DPConfig, **kwargs
+) -> base.FederatedAlgorithm:
+    """`name` (any of ALGORITHMS) as user-level DP-FedAvg (McMahan et al. 2018).
+
+    Each client's update is clipped, the sum noised and divided by the fixed
+    `dp.expected_cohort_size`, then the named server optimizer steps on it:
+    'fedavg' is DP-FedAvg, 'fedadam' DP-FedAdam, and so on.
+
+    >>> from fedjax_m3t.models import linear
+    >>> from fedjax_m3t.data import spec
+    >>> model = linear.build_linear_model(spec.DataSpec(
+    ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
+    >>> algorithm = dp_algorithm('fedavgm', model, client_learning_rate=0.1,
+    ...     local=local_training.LocalTrainingConfig(),
+    ...     dp=central.DPConfig(noise_multiplier=1.0, clip=0.1, expected_cohort_size=8))
+
+    Args:
+      name: the algorithm (its server optimizer and local objective).
+      model: the model.
+      dp: the DP settings (privacy/central.py).
+      **kwargs: the other arguments of `build_algorithm` (not `aggregator`).
+    """
+    return build_algorithm(name, model, aggregator=central.dp_aggregator(dp), **kwargs)

@@ -92,7 +92,7 @@ def progress_line(round_num: int, total: int, metrics: dict, seconds: float) -> 
     shown = " ".join(
         f"{k} {float(v):.4f}"
         for k, v in metrics.items()
-        if k.startswith("loss") or k in ("update_norm",)
+        if k.startswith("loss") or k in ("update_norm", "epsilon")
     )
     width = len(str(total))
     return f"round {round_num:>{width}}/{total}  {shown}  {seconds:.2f} s"
