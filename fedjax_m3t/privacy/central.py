@@ -286,9 +286,10 @@ def dp_aggregator(config: DPConfig) -> base.Aggregator:
             took_part = took_part | (w > 0)
         factors, unclipped = clip_factors(deltas, acc.clip, *_groups(config, deltas))
         # Weight 1 x the clip factor where the client trained the leaf (an untrained
-        # leaf's delta is 0: leaving it out changes no value). Built from each leaf's
-        # own weights, the sum is the non-DP mean's op for op (XLA then merges and
-        # orders the sums alike), so z = 0 and clip = inf give FedAvg bit for bit.
+        # leaf's delta is 0 under the engine's optimizers, so leaving it out changes no
+        # value; either way a client adds at most C in norm). Built from each leaf's own
+        # weights, the sum is the non-DP mean's op for op (XLA then merges and orders
+        # the sums alike), so z = 0 and clip = inf give FedAvg bit for bit.
         clip_weights = jax.tree.map(lambda w, f: (w > 0).astype(jnp.float32) * f, weights, factors)
         summed = tree.weighted_sum(clip_weights, deltas, min_dtype=jnp.float32)
         took_part = took_part.astype(jnp.float32)

@@ -21,8 +21,8 @@ power of two is exact), so the two runs agree to the last bit.
 That needs the two programs to sum in the same order too: the DP aggregator builds
 its per-leaf sum weights from each leaf's own weights, as the non-DP mean has them,
 so that XLA merges and orders the weighted sums alike (central.py). Sharded over 2
-devices XLA still orders some sums differently between the two programs (ulps, then
-carried through training), so there the test bounds the difference instead.
+devices XLA still orders some sums differently between the two programs (about 1
+ulp a round, measured), so there the test bounds the difference instead.
 """
 
 import dataclasses
@@ -68,12 +68,12 @@ def _model(federation):
     )
 
 
-def _run(federation, num_devices, dp):
+def _run(federation, num_devices, dp, client_optimizer):
     model = _model(federation)
     kwargs = dict(
         local=fm.LocalTrainingConfig(local_steps=2, batch_size=8),
-        client_learning_rate=3e-3,
-        client_optimizer_name="adam",
+        client_learning_rate=3e-3 if client_optimizer == "adam" else 0.1,
+        client_optimizer_name=client_optimizer,
     )
     if dp is None:
         algorithm = registry.build_algorithm("fedavg", model, **kwargs)
@@ -99,19 +99,21 @@ def _bits(tree_):
 
 class IdentityTest(absltest.TestCase):
     def test_dp_without_noise_or_clip_is_fedavg(self):
-        self._check(num_devices=1)
+        self._check(num_devices=1, client_optimizer="adam")
 
-    @pytest.mark.slow  # Two more M3T runs (about 30 s on an idle 2-core machine).
+    @pytest.mark.slow  # Two more M3T runs.
     def test_sharded_dp_without_noise_or_clip_is_close_to_fedavg(self):
-        self._check(num_devices=2)
+        # SGD: Adam's m / sqrt(v) turns ulp differences of near-zero gradients into
+        # O(learning rate) steps (measured: 2e-3 after 2 rounds).
+        self._check(num_devices=2, client_optimizer="sgd")
 
-    def _check(self, num_devices):
+    def _check(self, num_devices, client_optimizer):
         federation = _federation()
-        want, want_first = _run(federation, num_devices, None)
+        want, want_first = _run(federation, num_devices, None, client_optimizer)
         # Every client trained every leaf, so FedAvg's per-leaf weights were all 16.
         self.assertEqual([h["trained_fraction"] for h in want.history], [1.0, 1.0])
         dp = central.DPConfig(noise_multiplier=0.0, clip=math.inf, expected_cohort_size=COHORT)
-        got, got_first = _run(federation, num_devices, dp)
+        got, got_first = _run(federation, num_devices, dp, client_optimizer)
         if num_devices == 1:
             jax.tree.map(np.testing.assert_array_equal, _bits(got_first), _bits(want_first))
             jax.tree.map(
