@@ -25,13 +25,26 @@ fedjax_m3t/privacy/accounting.py for the engine's actual sampler):
 """
 
 import dataclasses
+import importlib
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from experiments import config as config_lib
-from fedjax_m3t.privacy import accounting, central
+from fedjax_m3t.privacy import central
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
+
+INSTALL_HINT = 'pip install "fedjax_m3t[privacy]"'
+
+
+def _accounting():
+    """fedjax_m3t.privacy.accounting, imported on use: dp-accounting is an optional extra."""
+    try:
+        return importlib.import_module("fedjax_m3t.privacy.accounting")
+    except ImportError as e:
+        raise config_lib.SettingsError(
+            f"Central DP needs dp-accounting ({e}): {INSTALL_HINT}."
+        ) from None
 
 
 class CentralPlan(NamedTuple):
@@ -39,12 +52,13 @@ class CentralPlan(NamedTuple):
 
     Attributes:
       dp: the aggregator's settings (noise multiplier calibrated if asked).
-      accountant: epsilon after r rounds, for the engine's sampling.
+      accountant: epsilon after r rounds, for the engine's sampling
+        (accounting.CentralAccountant).
       rounds: the rounds the run may take (--rounds, or fewer if the budget ends first).
     """
 
     dp: central.DPConfig
-    accountant: accounting.CentralAccountant
+    accountant: Any
     rounds: int
 
 
@@ -61,6 +75,7 @@ def plan(
     if not privacy.dp_clip:
         return None
     say = logging_lib.log
+    accounting = _accounting()
     num_devices = run_lib.engine_plan(simulation)[0]
     try:
         sampling = accounting.Sampling(
@@ -133,7 +148,7 @@ def round_metrics(central_plan: CentralPlan | None):
     return lambda round_num: {"epsilon": central_plan.accountant.epsilon(round_num)}
 
 
-def describe(accountant: accounting.CentralAccountant) -> str:
+def describe(accountant) -> str:
     """One line: the sampling model, neighbouring relation and accountant."""
     sampling = accountant.sampling
     if sampling.full:
