@@ -191,7 +191,7 @@ def gaussian_epsilon(
     """Epsilon of the Gaussian mechanism (no sampling) composed `count` times.
 
     >>> round(gaussian_epsilon(1.0, count=1, delta=1e-5, accountant='pld'), 2)
-    4.22
+    4.38
 
     Args:
       noise_multiplier: noise std over the L2 sensitivity (0 gives inf).

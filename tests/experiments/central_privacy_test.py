@@ -62,20 +62,23 @@ def test_budget_sets_the_last_round():
     assert plan.accountant.epsilon(8) > budget
     with pytest.raises(config_lib.SettingsError, match="below one round"):
         _plan(dp_clip=0.5, dp_noise_multiplier=2.0, target_epsilon=1e-3)
+    with pytest.raises(config_lib.SettingsError, match="2 x clipped_count_stddev"):
+        _plan(dp_clip=0.5, dp_noise_multiplier=1.0, cohort_size=2, dp_adaptive_quantile=0.5)
     with pytest.raises(config_lib.SettingsError, match="no fixed-size"):
         _plan(dp_clip=0.5, dp_noise_multiplier=2.0, cohort_size=2, dp_accountant="pld")
 
 
 @pytest.mark.slow
 def test_dp_run_reports_epsilon_and_stops_when_spent(tmp_path):
-    probe, _ = _plan(dp_clip=0.5, dp_noise_multiplier=1.0, cohort_size=2, rounds=3)
+    # z = 0.15 < 2 sigma_b = 2 x 0.05 x 2 clients: small enough for adaptive clipping.
+    probe, _ = _plan(dp_clip=0.5, dp_noise_multiplier=0.15, cohort_size=2, rounds=3)
     budget = probe.accountant.epsilon(1) + 1e-9  # Enough for 1 round of 3.
     workdir = str(tmp_path / "run")
     result = train_lib.train(
         _tiny(
             workdir=workdir,
             dp_clip=0.5,
-            dp_noise_multiplier=1.0,
+            dp_noise_multiplier=0.15,
             cohort_size=2,
             rounds=3,
             target_epsilon=budget,
