@@ -37,6 +37,9 @@ import fedjax_m3t as fm
 from fedjax_m3t.algorithms import registry
 from fedjax_m3t.privacy import central
 
+# Four M3T runs through simulation.run: about 90 s on 2 loaded cores, so slow (CI runs it).
+pytestmark = pytest.mark.slow
+
 COHORT = 3
 MODALITIES = ("interaction", "tabular")  # Two of the four: the test's compile time.
 
@@ -101,7 +104,6 @@ class IdentityTest(absltest.TestCase):
     def test_dp_without_noise_or_clip_is_fedavg(self):
         self._check(num_devices=1, client_optimizer="adam")
 
-    @pytest.mark.slow  # Two more M3T runs.
     def test_sharded_dp_without_noise_or_clip_is_close_to_fedavg(self):
         # SGD: Adam's m / sqrt(v) turns ulp differences of near-zero gradients into
         # O(learning rate) steps (measured: 2e-3 after 2 rounds).
