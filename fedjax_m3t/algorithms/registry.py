@@ -20,16 +20,19 @@ hierarchical: FedAvg over a tree of groups with per-module schedules
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
 local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
+`dp_algorithm` builds any of them as user-level DP-FedAvg (privacy/central.py).
 """
 
 import optax
 
 from fedjax_m3t import policy as policy_lib
+from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.aggregation import coordinate_median, selective, specs
 from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
 from fedjax_m3t.personalization import registry as personal_registry
+from fedjax_m3t.privacy import central
 from fedjax_m3t.secure import aggregator as secure_aggregator
 
 ALGORITHMS = (
@@ -91,6 +94,7 @@ def build_algorithm(
       policy: which modules are federated, local or frozen.
       aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
         'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
+from fedjax_m3t.aggregation import base as aggregation_base
         'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
         spec with parameters and per-module rules, e.g. 'krum(f=2)' or
         'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
@@ -108,6 +112,7 @@ def build_algorithm(
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
+from fedjax_m3t.aggregation import base as aggregation_base
     if aggregator == "secagg" and secagg is not None:
         rule = secure_aggregator.secure_aggregator(secagg)
     else:
@@ -188,3 +193,29 @@ def describe(
     if name == "fedavgm":
         out["momentum"] = float(momentum)
     return out
+
+
+def dp_algorithm(
+    name: str, model: interface.Model, *, dp: central.DPConfig, **kwargs
+) -> base.FederatedAlgorithm:
+    """`name` (any of ALGORITHMS) as user-level DP-FedAvg (McMahan et al. 2018).
+
+    Each client's update is clipped, the sum noised and divided by the fixed
+    `dp.expected_cohort_size`, then the named server optimizer steps on it:
+    'fedavg' is DP-FedAvg, 'fedadam' DP-FedAdam, and so on.
+
+    >>> from fedjax_m3t.models import linear
+    >>> from fedjax_m3t.data import spec
+    >>> model = linear.build_linear_model(spec.DataSpec(
+    ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
+    >>> algorithm = dp_algorithm('fedavgm', model, client_learning_rate=0.1,
+    ...     local=local_training.LocalTrainingConfig(),
+    ...     dp=central.DPConfig(noise_multiplier=1.0, clip=0.1, expected_cohort_size=8))
+
+    Args:
+      name: the algorithm (its server optimizer and local objective).
+      model: the model.
+      dp: the DP settings (privacy/central.py).
+      **kwargs: the other arguments of `build_algorithm` (not `aggregator`).
+    """
+    return build_algorithm(name, model, aggregator=central.dp_aggregator(dp), **kwargs)
