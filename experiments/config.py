@@ -117,6 +117,31 @@ RANGES = {
     "checkpoint_every": "[0, inf)",
     "eval_every": "[0, inf)",
     "max_classes": "[2, inf)",
+    "guard_max_norm_ratio": "(0, inf)",  # None (the default): no norm rule.
+    "cloud_every": "[0, inf)",
+    "edge_every": "[0, inf)",
+    "secagg_degree": "[2, inf)",
+    "secagg_dropout": "[0, 1]",
+    "secagg_threshold": "(0, 1)",
+    "secagg_bits": "[0, 32]",
+    "secagg_precision": "[0, 30]",
+    "secagg_clip": "(0, inf)",
+    "secagg_weight_bound": "[1, inf)",
+    "dp_sgd_clip": "[0, inf)",
+    "dp_sgd_noise_multiplier": "[0, inf)",
+    "local_dp_clip": "[0, inf)",
+    "local_dp_noise_multiplier": "[0, inf)",
+    "fine_tune_steps": "[0, inf)",
+    "fedrep_head_steps": "[-1, inf)",  # -1: half of local_steps.
+    "ditto_lambda": "[0, inf)",
+    "ditto_steps": "[0, inf)",
+    "attack_fraction": "[0, 1]",
+    "dp_clip": "[0, inf)",
+    "dp_noise_multiplier": "[0, inf)",
+    "dp_adaptive_quantile": "[0, 1)",
+    "dp_adaptive_lr": "[0, inf)",
+    "dp_delta": "(0, 1)",
+    "target_epsilon": "[0, inf)",
 }
 
 

@@ -93,7 +93,6 @@ def build_algorithm(
           policy: which modules are federated, local or frozen.
           aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
             'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
-    from fedjax_m3t.aggregation import base as aggregation_base
             'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
             spec with parameters and per-module rules, e.g. 'krum(f=2)' or
             'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
