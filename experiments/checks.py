@@ -238,7 +238,9 @@ def _check_names(path: str, names: list, frame=None):
     return frame
 
 
-def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, federation, hooks=()):
+def run_guarded(
+    config: config_lib.TrainConfig, simulation, algorithm, model, federation, **run_kwargs
+):
     """`simulation.run` holding the workdir; config.json is written once the run may go on.
 
     Raises:
@@ -253,14 +255,14 @@ def run_guarded(config: config_lib.TrainConfig, simulation, algorithm, model, fe
             if not workdir:
                 logging_lib.log("No --workdir: metrics and checkpoints are not saved.")
             return run_lib.run(
-                algorithm, model, federation, simulation, fingerprint=fingerprint, hooks=hooks
+                algorithm, model, federation, simulation, fingerprint=fingerprint, **run_kwargs
             )
         with workdir_lib.lock(workdir, say=logging_lib.log):
             run_lib.check_resume(algorithm, model, federation, simulation, fingerprint=fingerprint)
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 json.dump(config.to_json(), f, indent=2)
             return run_lib.run(
-                algorithm, model, federation, simulation, fingerprint=fingerprint, hooks=hooks
+                algorithm, model, federation, simulation, fingerprint=fingerprint, **run_kwargs
             )
     except (checkpoint_lib.ResumeError, workdir_lib.WorkdirError) as e:
         raise SettingsError(str(e)) from None

@@ -13,8 +13,8 @@
 # limitations under the License.
 """The typed configuration of experiments/train.py, filled from flags and --config.
 
-A run is one frozen `TrainConfig` of five groups: `data`, `model`, `algorithm`,
-`run` and `output`. Every field is also a plain absl flag of the same name
+A run is one frozen `TrainConfig` of six groups: `data`, `model`, `algorithm`,
+`run`, `output` and `privacy`. Every field is also a plain absl flag of the same name
 (`--rounds`, `--width`, ...: the names are unique across groups), defined by
 `define_flags` from the field's type, default and help. `from_flags` takes each
 field from the first of:
@@ -117,6 +117,31 @@ RANGES = {
     "checkpoint_every": "[0, inf)",
     "eval_every": "[0, inf)",
     "max_classes": "[2, inf)",
+    "guard_max_norm_ratio": "(0, inf)",  # None (the default): no norm rule.
+    "cloud_every": "[0, inf)",
+    "edge_every": "[0, inf)",
+    "secagg_degree": "[2, inf)",
+    "secagg_dropout": "[0, 1]",
+    "secagg_threshold": "(0, 1)",
+    "secagg_bits": "[0, 32]",
+    "secagg_precision": "[0, 30]",
+    "secagg_clip": "(0, inf)",
+    "secagg_weight_bound": "[1, inf)",
+    "dp_sgd_clip": "[0, inf)",
+    "dp_sgd_noise_multiplier": "[0, inf)",
+    "local_dp_clip": "[0, inf)",
+    "local_dp_noise_multiplier": "[0, inf)",
+    "fine_tune_steps": "[0, inf)",
+    "fedrep_head_steps": "[-1, inf)",  # -1: half of local_steps.
+    "ditto_lambda": "[0, inf)",
+    "ditto_steps": "[0, inf)",
+    "attack_fraction": "[0, 1]",
+    "dp_clip": "[0, inf)",
+    "dp_noise_multiplier": "[0, inf)",
+    "dp_adaptive_quantile": "[0, 1)",
+    "dp_adaptive_lr": "[0, inf)",
+    "dp_delta": "(0, 1)",
+    "target_epsilon": "[0, inf)",
 }
 
 
@@ -467,6 +492,48 @@ class OutputConfig(_Group):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PrivacyConfig(_Group):
+    """Central user-level DP-FedAvg (fedjax_m3t/privacy/central.py) and its accounting."""
+
+    dp_clip: float = _field(
+        0.0, "DP-FedAvg: L2 clip of each institution's update (> 0 turns central DP on)."
+    )
+    dp_noise_multiplier: float = _field(
+        0.0, "DP-FedAvg: server noise std / clip (0 with --target_epsilon: calibrated)."
+    )
+    dp_clip_per_module: tuple[str, ...] = _field(
+        (), "DP-FedAvg: clip these module patterns separately (equal shares of clip^2)."
+    )
+    dp_adaptive_quantile: float = _field(
+        0.0, "DP-FedAvg: adaptive clipping to this unclipped quantile (0: fixed clip)."
+    )
+    dp_adaptive_lr: float = _field(0.2, "DP-FedAvg: adaptive clipping's learning rate.")
+    dp_delta: float = _field(1e-5, "DP-FedAvg: the delta epsilon is reported at.")
+    target_epsilon: float = _field(
+        0.0,
+        "DP-FedAvg: the epsilon budget at --dp_delta (needs --dp_clip). Without "
+        "--dp_noise_multiplier the noise is calibrated to spend it in --rounds; with "
+        "one, training stops when it is spent.",
+    )
+    dp_accountant: str = _field("rdp", "DP-FedAvg accountant.", choices=("rdp", "pld"))
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("dp_clip", "dp_noise_multiplier", "target_epsilon", "dp_adaptive_lr"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0 < self.dp_delta < 1:
+            raise SettingsError(f"--dp_delta must be in (0, 1), got {self.dp_delta}.")
+        if not 0 <= self.dp_adaptive_quantile < 1:
+            raise SettingsError("--dp_adaptive_quantile must be in [0, 1).")
+        uses_dp = (
+            self.dp_noise_multiplier or self.target_epsilon or self.dp_adaptive_quantile
+        ) or self.dp_clip_per_module
+        if uses_dp and not self.dp_clip:
+            raise SettingsError("Central DP needs --dp_clip > 0 (the L2 clip of each update).")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Everything a training run is built from (see the module docstring)."""
 
@@ -475,6 +542,7 @@ class TrainConfig:
     algorithm: AlgorithmConfig = dataclasses.field(default_factory=AlgorithmConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
 
     @classmethod
     def from_flat(cls, values: dict) -> "TrainConfig":

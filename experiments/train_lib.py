@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from experiments import checks
+from experiments import central_privacy, checks
 from experiments import config as config_lib
 from fedjax_m3t import evaluation
 from fedjax_m3t import metrics as metrics_lib
@@ -47,7 +47,7 @@ from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.personalization import registry as personal_registry
-from fedjax_m3t.privacy import dp_sgd, local_dp
+from fedjax_m3t.privacy import central, dp_sgd, local_dp
 from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import logging as logging_lib
 from fedjax_m3t.simulation import loop as run_lib
@@ -373,10 +373,12 @@ def build_model(config: config_lib.ModelConfig, spec: spec_lib.DataSpec):
         raise SettingsError(str(e)) from None
 
 
-def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
+def build_algorithm(config: config_lib.TrainConfig, model, federation=None, aggregator=None):
     """The named algorithm with the module policy from --federated/--local/--frozen.
 
     --algorithm=hierarchical needs the federation (its groups are the tree's).
+    `aggregator`: a registry name or an Aggregator (DP-FedAvg's, from --dp_clip);
+    None: --aggregator.
     """
     algo = config.algorithm
     frozen = list(algo.frozen)
@@ -399,7 +401,7 @@ def build_algorithm(config: config_lib.TrainConfig, model, federation=None):
             prox_mu=algo.prox_mu,
             momentum=algo.server_momentum,
             policy=policy,
-            aggregator=algo.aggregator,
+            aggregator=algo.aggregator if aggregator is None else aggregator,
             **_hierarchy(algo, federation),
             secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
             **privacy_kwargs(algo),
@@ -549,25 +551,40 @@ def train(config: config_lib.TrainConfig) -> run_lib.SimulationResult:
     if table is None:  # A table's loader has printed its summary, with groups and drops.
         say(federation.summary())
     model = build_model(config.model, federation.spec)
+    simulation = simulation_config(config, federation.num_clients)
+    dp_plan = central_privacy.plan(config, simulation, federation.num_clients)
+    simulation = central_privacy.with_rounds(simulation, dp_plan)
+    aggregator = None if dp_plan is None else central.dp_aggregator(dp_plan.dp)
     algorithm = attack_plan_lib.arm(
-        plan, build_algorithm(config, model, federation), federation.num_clients
+        plan, build_algorithm(config, model, federation, aggregator), federation.num_clients
     )
     say("Module policy:\n" + algorithm.policy.describe())
-    simulation = simulation_config(config, federation.num_clients)
     groups = table_groups(config, table) if config.output.baselines else {}
     # A secure aggregation round that aborted raises here, naming the round.
     hooks = [secure_aggregator.abort_hook] if config.algorithm.aggregator == "secagg" else []
     # Holds the workdir; config.json is written only once its checkpoint may be continued.
-    result = checks.run_guarded(config, simulation, algorithm, model, federation, hooks=hooks)
+    result = checks.run_guarded(
+        config,
+        simulation,
+        algorithm,
+        model,
+        federation,
+        hooks=hooks,
+        extra_metrics=central_privacy.round_metrics(dp_plan),
+    )
     if plan.attack == "backdoor":
         params = result.server_state.params
         rate = attack_plan_lib.backdoor_success_rate(plan, model, params, federation)
         say(f"Backdoor attack success rate on triggered test inputs: {rate:.3f}")
     reports = _report(config, simulation, model, algorithm, federation, result, groups)
     leader = jax.process_index() == 0  # Several processes (experiments.launch): one writes.
+    final = _reports_json(reports, federation.client_names)
+    if dp_plan is not None:
+        final["privacy"] = central_privacy.summary(dp_plan, simulation.rounds)
+        say(central_privacy.summary_line(final["privacy"]))
     if simulation.workdir and leader:
         with open(os.path.join(simulation.workdir, "final_metrics.json"), "w") as f:
-            json.dump(_reports_json(reports, federation.client_names), f, indent=2)
+            json.dump(final, f, indent=2)
         written = ["config.json", "metrics.jsonl", "final_metrics.json", "checkpoints/"]
         written += ["tb/"] if simulation.tensorboard else []
         say(f"\nOutputs in {os.path.abspath(simulation.workdir)}: {', '.join(written)}.")

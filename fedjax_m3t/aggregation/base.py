@@ -107,6 +107,10 @@ class Aggregator(NamedTuple):
       grouped: streaming only: `accumulate` also takes the clients' groups,
         (acc, deltas [k, ...], weights [k], groups int32 [k]) -> acc, for rules that
         reduce per group (fedjax_m3t.hierarchy: a segment sum over group ids).
+      begin_round: (empty accumulator, agg_state) -> the round's starting
+        accumulator, for streaming rules whose `accumulate` depends on the state
+        (e.g. DP-FedAvg's adaptive clip); None: the empty one. In shard_map it is
+        called per device after the empty accumulator is made device-varying.
     """
 
     init_state: Callable[[t.PyTree], Any]
@@ -116,6 +120,7 @@ class Aggregator(NamedTuple):
     finalize: Callable[[Any, Any, t.PRNGKey], tuple[Aggregate, Any]]
     stacked: bool = False
     grouped: bool = False
+    begin_round: Callable[[Any, Any], Any] | None = None
 
 
 def stacked_aggregator(

@@ -222,7 +222,10 @@ def server_update(
             aggregator.init(template), outputs.delta, outputs.weight, groups
         )
     else:
-        acc = aggregator.accumulate(aggregator.init(template), outputs.delta, outputs.weight)
+        acc = aggregator.init(template)
+        if aggregator.begin_round is not None:
+            acc = aggregator.begin_round(acc, state.agg_state)
+        acc = aggregator.accumulate(acc, outputs.delta, outputs.weight)
     aggregate, agg_state = aggregator.finalize(acc, state.agg_state, agg_key)
     return algorithm.server_apply(state._replace(agg_state=agg_state), aggregate, server_key)
 

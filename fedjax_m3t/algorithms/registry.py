@@ -20,6 +20,7 @@ hierarchical: FedAvg over a tree of groups with per-module schedules
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
 local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
+`dp_algorithm` builds any of them as user-level DP-FedAvg (privacy/central.py).
 """
 
 import optax
@@ -30,6 +31,7 @@ from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimize
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
 from fedjax_m3t.personalization import registry as personal_registry
+from fedjax_m3t.privacy import central
 from fedjax_m3t.secure import aggregator as secure_aggregator
 
 ALGORITHMS = (
@@ -73,43 +75,45 @@ def build_algorithm(
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
-    >>> from fedjax_m3t.models import linear
-    >>> from fedjax_m3t.data import spec
-    >>> model = linear.build_linear_model(spec.DataSpec(
-    ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
-    >>> algorithm = build_algorithm('fedadam', model, client_learning_rate=0.1,
-    ...     server_learning_rate=0.01, local=local_training.LocalTrainingConfig())
+        >>> from fedjax_m3t.models import linear
+        >>> from fedjax_m3t.data import spec
+        >>> model = linear.build_linear_model(spec.DataSpec(
+        ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
+        >>> algorithm = build_algorithm('fedadam', model, client_learning_rate=0.1,
+        ...     server_learning_rate=0.01, local=local_training.LocalTrainingConfig())
 
-    Args:
-      name: one of ALGORITHMS.
-      model: the model.
-      local: local training hyperparameters.
-      client_learning_rate, server_learning_rate: the two step sizes.
-      client_optimizer_name: one of CLIENT_OPTIMIZERS.
-      prox_mu: FedProx's proximal weight (name 'fedprox' only).
-      momentum: FedAvgM's server momentum.
-      policy: which modules are federated, local or frozen.
-      aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
-        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
-        'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
-        spec with parameters and per-module rules, e.g. 'krum(f=2)' or
-        'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
-        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
-      tree, schedule: name 'hierarchical' only: the groups above the clients
-        (hierarchy.levels.from_federation) and the per-module periods
-        (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
-      secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
-      gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
-      client_transform: applied on the client to its output (e.g. local DP).
-      personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
+        Args:
+          name: one of ALGORITHMS.
+          model: the model.
+          local: local training hyperparameters.
+          client_learning_rate, server_learning_rate: the two step sizes.
+          client_optimizer_name: one of CLIENT_OPTIMIZERS.
+          prox_mu: FedProx's proximal weight (name 'fedprox' only).
+          momentum: FedAvgM's server momentum.
+          policy: which modules are federated, local or frozen.
+          aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
+            'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
+            'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
+            spec with parameters and per-module rules, e.g. 'krum(f=2)' or
+            'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
+            'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
+          tree, schedule: name 'hierarchical' only: the groups above the clients
+            (hierarchy.levels.from_federation) and the per-module periods
+            (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
+          secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
+          gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
+          client_transform: applied on the client to its output (e.g. local DP).
+          personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
 
-    Raises:
-      ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
+        Raises:
+          ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
     if aggregator == "secagg" and secagg is not None:
         rule = secure_aggregator.secure_aggregator(secagg)
+    elif not isinstance(aggregator, str):
+        rule = aggregator
     else:
         rule = AGGREGATORS[aggregator] if aggregator in AGGREGATORS else specs.build(aggregator)
     if name == "hierarchical":
@@ -188,3 +192,29 @@ def describe(
     if name == "fedavgm":
         out["momentum"] = float(momentum)
     return out
+
+
+def dp_algorithm(
+    name: str, model: interface.Model, *, dp: central.DPConfig, **kwargs
+) -> base.FederatedAlgorithm:
+    """`name` (any of ALGORITHMS) as user-level DP-FedAvg (McMahan et al. 2018).
+
+    Each client's update is clipped, the sum noised and divided by the fixed
+    `dp.expected_cohort_size`, then the named server optimizer steps on it:
+    'fedavg' is DP-FedAvg, 'fedadam' DP-FedAdam, and so on.
+
+    >>> from fedjax_m3t.models import linear
+    >>> from fedjax_m3t.data import spec
+    >>> model = linear.build_linear_model(spec.DataSpec(
+    ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
+    >>> algorithm = dp_algorithm('fedavgm', model, client_learning_rate=0.1,
+    ...     local=local_training.LocalTrainingConfig(),
+    ...     dp=central.DPConfig(noise_multiplier=1.0, clip=0.1, expected_cohort_size=8))
+
+    Args:
+      name: the algorithm (its server optimizer and local objective).
+      model: the model.
+      dp: the DP settings (privacy/central.py).
+      **kwargs: the other arguments of `build_algorithm` (not `aggregator`).
+    """
+    return build_algorithm(name, model, aggregator=central.dp_aggregator(dp), **kwargs)

@@ -11,4 +11,10 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Differential privacy and privacy policies for federated training."""
+"""Differential privacy and per-institution privacy policies for federated training.
+
+Accounting (dp-accounting), central DP-FedAvg, student-level DP-SGD, local DP,
+per-institution policies and the membership-inference audit. Import the modules
+themselves (`from fedjax_m3t.privacy import accounting`); this package re-exports
+nothing, so its modules can be added independently.
+"""

@@ -118,7 +118,7 @@ def progress_line(
         f"{k} {float(v):.4f}"
         for k, v in metrics.items()
         if k.startswith("loss")
-        or k == "update_norm"
+        or k in ("update_norm", "epsilon")
         or (k.startswith(("test/", "personal/")) and k.endswith(("/auc", "/r2", "/accuracy")))
     )
     width = len(str(total))

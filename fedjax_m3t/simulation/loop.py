@@ -218,6 +218,7 @@ def run(
     initial_state: tuple[base.ServerState, t.PyTree] | None = None,
     hooks: Sequence[Hook] = (),
     population: cohort_lib.Population | None = None,
+    extra_metrics: Callable[[int], dict] | None = None,
 ) -> SimulationResult:
     """Runs (or resumes) a federated simulation.
 
@@ -237,6 +238,9 @@ def run(
         clients are eligible from the next round on (no recompilation).
       population: which clients may be sampled and their groups (cohort.Population;
         None: everyone, in the groups of `federation.group_ids()`).
+      extra_metrics: round number -> host-side metrics merged into that round's
+        record before it is written (e.g. the privacy spent, from an accountant);
+        it needs no device sync.
 
     Returns:
       The final state, per-round history and final evaluation reports.
@@ -340,6 +344,8 @@ def run(
         return metrics
 
     def finish(round_num, metrics):
+        if extra_metrics is not None:
+            metrics.update(extra_metrics(round_num))
         if config.eval_every and round_num % config.eval_every == 0:
             metrics.update(_report_metrics("test", evaluator, state.params, test, federation))
             if has_local:

@@ -239,6 +239,8 @@ def _run_clients(
         acc = aggregator.init(template)
         if axis is not None:
             acc = jax.lax.pcast(acc, axis, to="varying")
+        if aggregator.begin_round is not None:
+            acc = aggregator.begin_round(acc, server_state.agg_state)
     chunks = _reshape_chunks((rows, ids, keys, valid, groups), chunk_size)
     acc, outs = jax.lax.scan(chunk_step, acc, chunks)
     outs = _unchunk(outs)
