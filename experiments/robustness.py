@@ -39,24 +39,50 @@ from fedjax_m3t.attacks import plan as plan_lib
 from fedjax_m3t.datasets import synthetic
 from fedjax_m3t.models import m3t
 
+# Its flags (--rounds, --num_clients, ...) share names with experiments.train's: they go
+# to the global FLAGS only when this file is the program, so that importing it next to
+# experiments.train (tests, notebooks) defines nothing twice.
+_FLAGS = flags.FLAGS if __name__ == "__main__" else flags.FlagValues()
+
 _AGGREGATORS = flags.DEFINE_multi_string(
-    "aggregator", ["mean", "median", "krum"], "Aggregation rules (specs.py syntax); repeat."
+    "aggregator",
+    ["mean", "median", "krum"],
+    "Aggregation rules (specs.py syntax); repeat.",
+    flag_values=_FLAGS,
 )
 _ATTACKS = flags.DEFINE_multi_string(
-    "attack", ["sign_flip", "backdoor"], f"Attacks, of {plan_lib.ATTACKS[1:]}; repeat."
+    "attack",
+    ["sign_flip", "backdoor"],
+    f"Attacks, of {plan_lib.ATTACKS[1:]}; repeat.",
+    flag_values=_FLAGS,
 )
-_FRACTIONS = flags.DEFINE_list("fractions", ["0", "0.1", "0.2", "0.4"], "Shares of attackers.")
-_ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds per cell.")
-_NUM_CLIENTS = flags.DEFINE_integer("num_clients", 10, "Synthetic institutions.")
-_MEAN_EXAMPLES = flags.DEFINE_integer("mean_examples", 48, "Mean examples per institution.")
+_FRACTIONS = flags.DEFINE_list(
+    "fractions", ["0", "0.1", "0.2", "0.4"], "Shares of attackers.", flag_values=_FLAGS
+)
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Rounds per cell.", flag_values=_FLAGS)
+_NUM_CLIENTS = flags.DEFINE_integer(
+    "num_clients", 10, "Synthetic institutions.", flag_values=_FLAGS
+)
+_MEAN_EXAMPLES = flags.DEFINE_integer(
+    "mean_examples", 48, "Mean examples per institution.", flag_values=_FLAGS
+)
 _TASK = flags.DEFINE_string(
-    "task", "outcome", "The task whose metric is reported, and whose class the backdoor forces."
+    "task",
+    "outcome",
+    "The task whose metric is reported, and whose class the backdoor forces.",
+    flag_values=_FLAGS,
 )
-_METRIC = flags.DEFINE_string("metric", "accuracy", "The metric reported.")
-_TARGET = flags.DEFINE_integer("backdoor_target", 3, "The class the backdoor forces.")
-_GUARD = flags.DEFINE_float("guard_max_norm_ratio", None, "The round's norm rule (None: off).")
-_CLIENT_LR = flags.DEFINE_float("client_lr", 1e-2, "Local Adam learning rate.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, the model and the attackers.")
+_METRIC = flags.DEFINE_string("metric", "accuracy", "The metric reported.", flag_values=_FLAGS)
+_TARGET = flags.DEFINE_integer(
+    "backdoor_target", 3, "The class the backdoor forces.", flag_values=_FLAGS
+)
+_GUARD = flags.DEFINE_float(
+    "guard_max_norm_ratio", None, "The round's norm rule (None: off).", flag_values=_FLAGS
+)
+_CLIENT_LR = flags.DEFINE_float("client_lr", 1e-2, "Local Adam learning rate.", flag_values=_FLAGS)
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the data, the model and the attackers.", flag_values=_FLAGS
+)
 
 
 def with_f(rule: str, f: int) -> str:

@@ -102,14 +102,20 @@ def reject(deltas: t.PyTree, weights: t.PyTree, rejected: jax.Array) -> tuple:
     return deltas, weights
 
 
-def screen_nonfinite(guard: Guard, deltas: t.PyTree, weights: t.PyTree) -> tuple:
+def screen_nonfinite(
+    guard: Guard, deltas: t.PyTree, weights: t.PyTree, num_rows: int | None = None
+) -> tuple:
     """Rejects the rows of stacked deltas [k, ...] holding a NaN or Inf.
+
+    Args:
+      num_rows: k, needed when no leaf is federated (e.g. local-only training).
 
     Returns:
       (deltas, weights, rejected bool [k]); nothing is rejected when the guard's
       `nonfinite` is off.
     """
-    k = jax.tree.leaves(weights)[0].shape[0]
+    leaves = jax.tree.leaves(weights)
+    k = leaves[0].shape[0] if leaves else num_rows
     if not guard.nonfinite or not jax.tree.leaves(deltas):
         return deltas, weights, jnp.zeros((k,), bool)
     finite = [jnp.all(jnp.isfinite(x.reshape(k, -1)), axis=1) for x in jax.tree.leaves(deltas)]

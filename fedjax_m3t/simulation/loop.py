@@ -198,7 +198,8 @@ def _holding_workdir(function):
 
     @functools.wraps(function)
     def wrapped(algorithm, model, federation, config, **kwargs):
-        if not config.workdir:
+        # Several processes (experiments.launch) share one workdir: the first holds it.
+        if not config.workdir or jax.process_index() != 0:
             return function(algorithm, model, federation, config, **kwargs)
         say = logging_lib.log if config.verbose else (lambda _: None)
         with workdir_lib.lock(config.workdir, say=say):

@@ -212,7 +212,7 @@ def _run_clients(
         contexts = base.ClientContext(keys_c, ids_c, server_state.round, groups_c, scale)
         out = update(server_state, jax.tree.map(take, client_states), data_c, contexts)
         weight = jax.tree.map(lambda w: w * valid_c, out.weight)
-        delta, weight, bad = guard_lib.screen_nonfinite(guard, out.delta, weight)
+        delta, weight, bad = guard_lib.screen_nonfinite(guard, out.delta, weight, valid_c.shape[0])
         metrics = {**out.metrics, guard_lib.NONFINITE_KEY: bad}
         if aggregator.stacked:
             return acc, (out.client_state, metrics, delta, weight)

@@ -30,7 +30,7 @@ from tests import helpers
 
 
 def test_bad_hierarchy_settings_are_refused():
-    with pytest.raises(config_lib.SettingsError, match="--cloud_every and --edge_every"):
+    with pytest.raises(config_lib.SettingsError, match="--cloud_every"):
         config_lib.TrainConfig().override(algorithm="hierarchical", cloud_every=-1)
     model = linear.build_linear_model(helpers.tabular_spec())
     with pytest.raises(ValueError, match="needs the tree of groups"):
