@@ -62,6 +62,7 @@ METHODS = (
     "fedbn",
     "ditto",
     "local_adapters",
+    "tap",
 )
 # Strong heterogeneity of the synthetic federation (train's defaults: 0.25 / 0.2 / none).
 SYNTHETIC = dict(
