@@ -120,6 +120,10 @@ def example_steps(config: config_lib.TrainConfig, federation, cohort_size: int) 
     if algo.algorithm == "fedavg_ft":  # k steps per client after the last round.
         per_step = baselines.examples_per_step(federation, local.batch_size).sum()
         return base + algo.fine_tune_steps * float(per_step)
+    if algo.algorithm == "tap":  # Two models a round; teacher and student fine-tuned after.
+        per_step = baselines.examples_per_step(federation, local.batch_size).sum()
+        tuned = 1 if algo.tap_no_distill else 2
+        return 2 * base + tuned * algo.fine_tune_steps * float(per_step)
     return base
 
 

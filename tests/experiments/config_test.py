@@ -45,7 +45,7 @@ def test_every_field_is_a_flag_with_its_default_and_help():
     flag_values = flags.FlagValues()
     config_lib.define_flags(flag_values, sys_argv=["train"])
     defaults = config_lib.TrainConfig().flat()
-    assert len(defaults) == 60  # 56 + the 4 personalisation fields.
+    assert len(defaults) == 69  # 56 + the 4 personalisation fields + TAP's 9.
     for name, value in defaults.items():
         flag_default = flag_values[name].default
         assert (tuple(flag_default) if isinstance(value, tuple) else flag_default) == value

@@ -66,6 +66,9 @@ def test_megabytes_and_example_steps_by_hand():
     assert steps(algorithm="fedavg_ft", fine_tune_steps=3) == pytest.approx(
         fedavg + 3 * np.minimum(n, 4).sum()
     )
+    assert steps(algorithm="tap", fine_tune_steps=3) == pytest.approx(
+        2 * fedavg + 2 * 3 * np.minimum(n, 4).sum()
+    )
 
 
 def test_institution_stats():

@@ -109,6 +109,29 @@ class ReplacementTest(absltest.TestCase):
             np.testing.assert_allclose, state.personal, _params(3.0, 0.0, 1.0), is_leaf=None
         )
 
+    def test_components_on_the_m3t_model(self):
+        """Task a's components: its head, the backbone, the adapters, the encoders it reads."""
+        params = fixtures.init_params()
+        mask = jax.tree.map(lambda _: True, params)
+        data = fixtures.take(fixtures.federation().train, 0)
+        flags = lambda d: {
+            p: bool(f)
+            for p, f in zip(
+                tree.leaf_paths(params),
+                jax.tree.leaves(tap.task_components(fixtures.model(), d, "a", mask)),
+                strict=True,
+            )
+        }
+        used = flags(data)
+        for path, flag in used.items():
+            self.assertEqual(flag, not path.startswith("heads/b"), path)
+        self.assertTrue(any(p.startswith("adapters/lora") for p in used))
+        # Without the tabular modality on a's examples its encoder is not a's component.
+        absent = {**data, "present": {"tabular": np.zeros_like(data["present"]["tabular"])}}
+        for path, flag in flags(absent).items():
+            want = not (path.startswith("heads/b") or path.startswith("encoders/tabular"))
+            self.assertEqual(flag, want, path)
+
     def test_no_replacement_flag(self):
         model = _linear()
         algorithm = _tap(model, replacement=False)
