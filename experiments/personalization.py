@@ -21,11 +21,12 @@ r"""Personalised federated learning compared, with matched budgets, over seeds.
   python -m experiments.personalization --dataset=hsb82     # also exam, star ('.[real]')
 
 Every method (local_only, fedavg, fedavg_ft, fedper, fedrep, fedbn, ditto,
-local_adapters; more with --methods, e.g. a registered TAP) trains the same model
+local_adapters, tap; more with --methods) trains the same model
 from the same init, on the same federation, for the same rounds, cohorts (same
-seed: the same sampled clients), local steps and batch size; Ditto and fedavg_ft
-also spend extra local steps (Ditto its personal model's, FT its k steps after the
-last round), counted in the 'examples' column. The data is drawn once
+seed: the same sampled clients), local steps and batch size; Ditto, fedavg_ft and
+TAP also spend extra local steps (Ditto and TAP their personal model's, FT its k
+steps after the last round, TAP its teacher's and student's), counted in the
+'examples' column. The data is drawn once
 (--data_seed); each --seeds entry changes the init, the cohorts and the batches.
 
 For each task the table gives, over the institutions' test sets, the mean, median

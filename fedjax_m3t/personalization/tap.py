@@ -47,6 +47,18 @@ transformer blocks the task passes through, and the task's head; our single
 backbone and LoRA factors are shared by every task, so replacing for any task
 replaces them.
 
+Mismatched architectures: TAP's server holds the union of modules and a client
+only its own. Our params hold every module at every client, but a module a
+client's data never reaches gets no gradient and aggregation weight 0
+(Model.module_usage -> local_training.leaf_weights), so the server averages each
+module over the clients that hold (use) it, as TAP's aggregate_updates divides by
+each module's own weight; and such a module is no component of the client's
+tasks, so stage 1 never copies it.
+
+Metrics: 'replaced/<task>' is 1.0 for a client that replaced task t's components
+this round (the round reports the example-weighted fraction of the cohort); the
+per-client totals are TAPState.replacements (TAP's count_replacements.py).
+
 Task map (we have no generation heads): TAP's classification -> our binary and
 multiclass tasks; its image generation (MSE) -> our regression tasks; its text
 generation -> nothing. The code's per-task settings key on task kinds
