@@ -80,6 +80,8 @@ Where we follow the code rather than the paper, or differ from both:
   * the code trains with AdamW, gradient accumulation and clipping; ours with the
     configured client optimizer. As in the code, v's per-round training is the task
     loss only (train_client adds no KL; the KL is train_finetune's, stage 2);
+  * with a client transform in FedOpt (e.g. DP clipping and noise), the regular
+    model stage 1 compares against is the one the client sends (received - delta);
   * stage 2 fine-tunes `steps` steps (the code: 50 iterations) from the model
     evaluated now, and the student's keys are the context's (so with weight 0 it
     is plain fine-tuning of v: fine_tune.fine_tuning); the teacher's are
@@ -113,9 +115,10 @@ class TAPState(NamedTuple):
     Attributes:
       local: the regular model's local leaves (None elsewhere; all None for FedAvg).
       personal: the personal model v, every trainable leaf (None at frozen ones).
-      replacements: {task: int32 scalar} rounds in which stage 1 replaced task t's
-        components, and {module: int32 scalar} rounds in which it replaced any
-        leaf of the module (tree.module_names at depth 2, e.g. 'heads/a').
+      replacements: {'tasks': {task: int32 scalar} rounds in which stage 1 replaced
+        the task's components, 'modules': {module: int32 scalar} rounds in which
+        it replaced any leaf of the module (tree.module_names at depth 2, e.g.
+        'heads/a', 'encoders/tabular', 'backbone/layer_0')}.
     """
 
     local: t.PyTree
@@ -222,15 +225,13 @@ def _module_counts(params: t.PyTree) -> dict[str, jax.Array]:
 
 def _count(counts: dict, replaced: dict, copy: t.PyTree) -> dict:
     flags = dict(zip(tree.leaf_paths(copy), jax.tree.leaves(copy), strict=True))
-    new = {}
-    for name, count in counts.items():
-        if name in replaced:
-            hit = replaced[name]
-        else:
-            hits = [f for p, f in flags.items() if p == name or p.startswith(name + "/")]
-            hit = jnp.any(jnp.stack(hits)) if hits else jnp.zeros((), bool)
-        new[name] = count + hit.astype(jnp.int32)
-    return new
+    modules = {}
+    for name, count in counts["modules"].items():
+        hits = [f for p, f in flags.items() if p == name or p.startswith(name + "/")]
+        hit = jnp.any(jnp.stack(hits)) if hits else jnp.zeros((), bool)
+        modules[name] = count + hit.astype(jnp.int32)
+    tasks_ = {n: c + replaced[n].astype(jnp.int32) for n, c in counts["tasks"].items()}
+    return {"tasks": tasks_, "modules": modules}
 
 
 def distillation(model: interface.Model, weights: dict[str, float], temperature: float):
@@ -297,7 +298,8 @@ def tap(
 
     def init_client_state(params):
         v = tree.select(policy.trainable, params)
-        counts = {n: jnp.zeros((), jnp.int32) for n in names} | _module_counts(v)
+        counts = {"tasks": {n: jnp.zeros((), jnp.int32) for n in names}}
+        counts["modules"] = _module_counts(v)
         return TAPState(inner.init_client_state(params), v, counts)
 
     def client_update(received, client_state, examples, context):

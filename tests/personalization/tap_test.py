@@ -103,8 +103,11 @@ class ReplacementTest(absltest.TestCase):
             state = output.client_state
             flags.append((float(output.metrics["replaced/a"]), float(output.metrics["replaced/b"])))
         self.assertEqual(flags, [(1.0, 0.0), (0.0, 1.0)])
-        counts = {k: int(v) for k, v in state.replacements.items()}
-        self.assertEqual(counts, {"a": 1, "b": 1, "body/w": 2, "heads/a": 1, "heads/b": 1})
+        counts = jax.tree.map(int, state.replacements)
+        self.assertEqual(
+            counts,
+            {"tasks": {"a": 1, "b": 1}, "modules": {"body/w": 2, "heads/a": 1, "heads/b": 1}},
+        )
         jax.tree.map(
             np.testing.assert_allclose, state.personal, _params(3.0, 0.0, 1.0), is_leaf=None
         )
@@ -139,7 +142,7 @@ class ReplacementTest(absltest.TestCase):
         output = algorithm.client_update(
             _params(1.0, 0.0, 0.0), state, _DATA, base.make_context(jax.random.key(0))
         )
-        self.assertEqual(sum(int(v) for v in output.client_state.replacements.values()), 0)
+        self.assertEqual(sum(map(int, jax.tree.leaves(output.client_state.replacements))), 0)
         np.testing.assert_allclose(output.client_state.personal["heads"]["a"], 0.11)
 
 
@@ -200,9 +203,10 @@ class EngineTest(absltest.TestCase):
         )
         counts = fixtures.host(result.client_states.replacements)
         for name in ("a", "b"):
-            self.assertTrue(np.all((counts[name] >= 0) & (counts[name] <= 2)))
-        # A task's replacement copies its head: the head's count is the task's.
-        np.testing.assert_array_equal(counts["heads/a"], counts["a"])
+            per_client = counts["tasks"][name]
+            self.assertTrue(np.all((per_client >= 0) & (per_client <= 2)))
+            # A task's replacement copies its head, and only it does.
+            np.testing.assert_array_equal(counts["modules"][f"heads/{name}"], per_client)
 
 
 def _personal(steps):
