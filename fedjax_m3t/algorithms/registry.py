@@ -16,7 +16,7 @@
 fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer;
 fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
-local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
+local_adapters, tap): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
 """
 
