@@ -18,7 +18,7 @@ fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
 hierarchical: FedAvg over a tree of groups with per-module schedules
 (fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
-local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
+local_adapters, tap): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
 `dp_algorithm` builds any of them as user-level DP-FedAvg (privacy/central.py).
 """
@@ -75,38 +75,38 @@ def build_algorithm(
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
-        >>> from fedjax_m3t.models import linear
-        >>> from fedjax_m3t.data import spec
-        >>> model = linear.build_linear_model(spec.DataSpec(
-        ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
-        >>> algorithm = build_algorithm('fedadam', model, client_learning_rate=0.1,
-        ...     server_learning_rate=0.01, local=local_training.LocalTrainingConfig())
+    >>> from fedjax_m3t.models import linear
+    >>> from fedjax_m3t.data import spec
+    >>> model = linear.build_linear_model(spec.DataSpec(
+    ...     modalities=('tabular',), tasks=(spec.TaskSpec(name='y', kind='regression'),)))
+    >>> algorithm = build_algorithm('fedadam', model, client_learning_rate=0.1,
+    ...     server_learning_rate=0.01, local=local_training.LocalTrainingConfig())
 
-        Args:
-          name: one of ALGORITHMS.
-          model: the model.
-          local: local training hyperparameters.
-          client_learning_rate, server_learning_rate: the two step sizes.
-          client_optimizer_name: one of CLIENT_OPTIMIZERS.
-          prox_mu: FedProx's proximal weight (name 'fedprox' only).
-          momentum: FedAvgM's server momentum.
-          policy: which modules are federated, local or frozen.
-          aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
-            'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
-            'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
-            spec with parameters and per-module rules, e.g. 'krum(f=2)' or
-            'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
-            'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
-          tree, schedule: name 'hierarchical' only: the groups above the clients
-            (hierarchy.levels.from_federation) and the per-module periods
-            (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
-          secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
-          gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
-          client_transform: applied on the client to its output (e.g. local DP).
-          personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
+    Args:
+      name: one of ALGORITHMS.
+      model: the model.
+      local: local training hyperparameters.
+      client_learning_rate, server_learning_rate: the two step sizes.
+      client_optimizer_name: one of CLIENT_OPTIMIZERS.
+      prox_mu: FedProx's proximal weight (name 'fedprox' only).
+      momentum: FedAvgM's server momentum.
+      policy: which modules are federated, local or frozen.
+      aggregator: one of AGGREGATORS: 'mean' (selective weighted mean, streamed) or
+        'median' (selective coordinate-wise median, stacked: keeps the cohort's deltas),
+        'trimmed_mean', 'norm_bound', 'krum', 'multi_krum', 'geometric_median'; or a
+        spec with parameters and per-module rules, e.g. 'krum(f=2)' or
+        'heads/**: median; trimmed_mean(trim=1)' (aggregation/specs.py);
+        'secagg': the selective mean by secure aggregation (stacked; fedjax_m3t/secure).
+      tree, schedule: name 'hierarchical' only: the groups above the clients
+        (hierarchy.levels.from_federation) and the per-module periods
+        (hierarchy.hierarchical.hffm_schedule); server_learning_rate is the groups' step.
+      secagg: the secure aggregation settings of aggregator='secagg' (None: defaults).
+      gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
+      client_transform: applied on the client to its output (e.g. local DP).
+      personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
 
-        Raises:
-          ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
+    Raises:
+      ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
     """
     if name not in ALGORITHMS:
         raise ValueError(f"Unknown algorithm {name!r}; choose one of {ALGORITHMS}.")
