@@ -142,6 +142,11 @@ RANGES = {
     "dp_adaptive_lr": "[0, inf)",
     "dp_delta": "(0, 1)",
     "target_epsilon": "[0, inf)",
+    "tap_margin": "[0, inf)",
+    "tap_small_margin": "[0, inf)",
+    "tap_distill_weight": "[0, inf)",
+    "tap_distill_boost": "[0, inf)",
+    "tap_temperature": "(0, inf)",
 }
 
 
@@ -419,6 +424,15 @@ class AlgorithmConfig(_Group):
     )
     ditto_lambda: float = _field(0.1, "ditto: proximal weight of the personal model.")
     ditto_steps: int = _field(0, "ditto: personal-model steps per round (0: local_steps).")
+    tap_margin: float = _field(0.01, "tap: stage-1 replacement margin.")
+    tap_small_margin: float = _field(0.005, "tap: the margin of tap_small_margin_tasks.")
+    tap_small_margin_tasks: tuple[str, ...] = _field((), "tap: tasks with the smaller margin.")
+    tap_no_replacement: bool = _field(False, "tap: ablation without stage-1 replacement.")
+    tap_no_distill: bool = _field(False, "tap: ablation without stage-2 distillation.")
+    tap_distill_weight: float = _field(2e-3, "tap: stage-2 distillation weight w.")
+    tap_distill_boost: float = _field(500.0, "tap: multiplier of w for tap_boost_tasks.")
+    tap_boost_tasks: tuple[str, ...] = _field((), "tap: tasks with w * tap_distill_boost.")
+    tap_temperature: float = _field(1.0, "tap: distillation temperature T.")
 
     def __post_init__(self):
         super().__post_init__()

@@ -21,11 +21,12 @@ r"""Personalised federated learning compared, with matched budgets, over seeds.
   python -m experiments.personalization --dataset=hsb82     # also exam, star ('.[real]')
 
 Every method (local_only, fedavg, fedavg_ft, fedper, fedrep, fedbn, ditto,
-local_adapters; more with --methods, e.g. a registered TAP) trains the same model
+local_adapters, tap; more with --methods) trains the same model
 from the same init, on the same federation, for the same rounds, cohorts (same
-seed: the same sampled clients), local steps and batch size; Ditto and fedavg_ft
-also spend extra local steps (Ditto its personal model's, FT its k steps after the
-last round), counted in the 'examples' column. The data is drawn once
+seed: the same sampled clients), local steps and batch size; Ditto, fedavg_ft and
+TAP also spend extra local steps (Ditto and TAP their personal model's, FT its k
+steps after the last round, TAP its teacher's and student's), counted in the
+'examples' column. The data is drawn once
 (--data_seed); each --seeds entry changes the init, the cohorts and the batches.
 
 For each task the table gives, over the institutions' test sets, the mean, median
@@ -62,6 +63,7 @@ METHODS = (
     "fedbn",
     "ditto",
     "local_adapters",
+    "tap",
 )
 # Strong heterogeneity of the synthetic federation (train's defaults: 0.25 / 0.2 / none).
 SYNTHETIC = dict(
@@ -119,6 +121,10 @@ def example_steps(config: config_lib.TrainConfig, federation, cohort_size: int) 
     if algo.algorithm == "fedavg_ft":  # k steps per client after the last round.
         per_step = baselines.examples_per_step(federation, local.batch_size).sum()
         return base + algo.fine_tune_steps * float(per_step)
+    if algo.algorithm == "tap":  # Two models a round; teacher and student fine-tuned after.
+        per_step = baselines.examples_per_step(federation, local.batch_size).sum()
+        tuned = 1 if algo.tap_no_distill else 2
+        return 2 * base + tuned * algo.fine_tune_steps * float(per_step)
     return base
 
 

@@ -460,6 +460,15 @@ def personal_config(config: config_lib.AlgorithmConfig) -> personal_registry.Per
         fedrep_head_steps=None if config.fedrep_head_steps < 0 else config.fedrep_head_steps,
         ditto_lambda=config.ditto_lambda,
         ditto_steps=config.ditto_steps or None,
+        tap_margin=config.tap_margin,
+        tap_small_margin=config.tap_small_margin,
+        tap_small_margin_tasks=tuple(config.tap_small_margin_tasks),
+        tap_replacement=not config.tap_no_replacement,
+        tap_distill=not config.tap_no_distill,
+        tap_distill_weight=config.tap_distill_weight,
+        tap_distill_boost=config.tap_distill_boost,
+        tap_boost_tasks=tuple(config.tap_boost_tasks),
+        tap_temperature=config.tap_temperature,
     )
 
 

@@ -18,7 +18,7 @@ fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
 hierarchical: FedAvg over a tree of groups with per-module schedules
 (fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
-local_adapters): see fedjax_m3t/personalization/registry.py (FedAvg's server step
+local_adapters, tap): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
 `dp_algorithm` builds any of them as user-level DP-FedAvg (privacy/central.py).
 """

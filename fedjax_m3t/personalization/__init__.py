@@ -18,9 +18,10 @@ policies        FedPer (local heads), FedBN (local LayerNorms), per-institution
 fedrep          FedRep: head steps, then body steps; heads stay local
 personal_model  Ditto's persistent personal model, and local-only training
 fine_tune       FedAvg + FT: k fine-tuning steps after the last round (adapt)
+tap             TAP: a personal model with adaptive replacement, post-FL distillation
 registry        the methods by name (algorithms/registry.py dispatches here)
 """
 
-from fedjax_m3t.personalization import fedrep, fine_tune, personal_model, policies, registry
+from fedjax_m3t.personalization import fedrep, fine_tune, personal_model, policies, registry, tap
 
-__all__ = ["fedrep", "fine_tune", "personal_model", "policies", "registry"]
+__all__ = ["fedrep", "fine_tune", "personal_model", "policies", "registry", "tap"]

@@ -20,6 +20,8 @@
   fedbn           FedAvg with local LayerNorms (policies.py)
   ditto           FedAvg plus a personal model pulled to the global (personal_model.py)
   local_adapters  FedAvg with local LoRA factors (policies.py)
+  tap             FedAvg plus a personal model with adaptive replacement and
+                  post-FL distillation (tap.py)
 
 A new method (e.g. TAP) is one more entry of BUILDERS: a function
 (model, BuildArgs) -> FederatedAlgorithm, and its hyperparameters fields of
@@ -37,7 +39,7 @@ from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.algorithms import base, fed_opt, local_training
 from fedjax_m3t.models import interface
-from fedjax_m3t.personalization import fedrep, fine_tune, personal_model, policies
+from fedjax_m3t.personalization import fedrep, fine_tune, personal_model, policies, tap
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,12 +52,24 @@ class PersonalConfig:
         (None: half of them, rounded up; the rest train the body).
       ditto_lambda: ditto's proximal weight lambda.
       ditto_steps: ditto's personal steps per round (None: local_steps).
+      tap_margin, tap_small_margin, tap_small_margin_tasks, tap_replacement,
+        tap_distill, tap_distill_weight, tap_distill_boost, tap_boost_tasks,
+        tap_temperature: tap.TAPConfig's fields (stage 2's steps: fine_tune_steps).
     """
 
     fine_tune_steps: int = 5
     fedrep_head_steps: int | None = None
     ditto_lambda: float = 0.1
     ditto_steps: int | None = None
+    tap_margin: float = 0.01
+    tap_small_margin: float = 0.005
+    tap_small_margin_tasks: tuple[str, ...] = ()
+    tap_replacement: bool = True
+    tap_distill: bool = True
+    tap_distill_weight: float = 2e-3
+    tap_distill_boost: float = 500.0
+    tap_boost_tasks: tuple[str, ...] = ()
+    tap_temperature: float = 1.0
 
 
 class BuildArgs(NamedTuple):
@@ -124,6 +138,31 @@ def _ditto(model, args):
     )
 
 
+def _tap(model, args):
+    p = args.personal
+    config = tap.TAPConfig(
+        margin=p.tap_margin,
+        small_margin=p.tap_small_margin,
+        small_margin_tasks=tuple(p.tap_small_margin_tasks),
+        replacement=p.tap_replacement,
+        distill=p.tap_distill,
+        distill_weight=p.tap_distill_weight,
+        distill_boost=p.tap_distill_boost,
+        boost_tasks=tuple(p.tap_boost_tasks),
+        temperature=p.tap_temperature,
+        steps=p.fine_tune_steps,
+    )
+    return tap.tap(
+        model,
+        client_optimizer=args.client_optimizer,
+        server_optimizer=args.server_optimizer,
+        local=args.local,
+        config=config,
+        policy=args.policy,
+        aggregator=args.aggregator,
+    )
+
+
 BUILDERS: dict[str, Callable[[interface.Model, BuildArgs], base.FederatedAlgorithm]] = {
     "local_only": lambda model, args: personal_model.local_only(
         model, client_optimizer=args.client_optimizer, local=args.local, policy=args.policy
@@ -136,6 +175,7 @@ BUILDERS: dict[str, Callable[[interface.Model, BuildArgs], base.FederatedAlgorit
     "local_adapters": lambda model, args: _fed_opt(
         model, args, policies.local_adapters(_shapes(model), args.policy)
     ),
+    "tap": _tap,
 }
 NAMES = tuple(BUILDERS)
 

@@ -66,6 +66,9 @@ def test_megabytes_and_example_steps_by_hand():
     assert steps(algorithm="fedavg_ft", fine_tune_steps=3) == pytest.approx(
         fedavg + 3 * np.minimum(n, 4).sum()
     )
+    assert steps(algorithm="tap", fine_tune_steps=3) == pytest.approx(
+        2 * fedavg + 2 * 3 * np.minimum(n, 4).sum()
+    )
 
 
 def test_institution_stats():
@@ -91,3 +94,14 @@ def test_tiny_comparison_end_to_end():
         assert task in table
         assert all(r.personal[task].shape == (3,) for r in runs)
     assert "local_only (2 seeds)" in table and "fedper (2 seeds)" in table
+
+
+def test_tap_flags_reach_its_config():
+    config = config_lib.TrainConfig().override(
+        tap_no_distill=True, tap_margin=0.02, tap_boost_tasks=("score",), fine_tune_steps=7
+    )
+    personal = train_lib.personal_config(config.algorithm)
+    assert (personal.tap_distill, personal.tap_replacement) == (False, True)
+    assert (personal.tap_margin, personal.tap_small_margin) == (0.02, 0.005)
+    assert personal.tap_boost_tasks == ("score",)
+    assert personal.fine_tune_steps == 7
