@@ -47,6 +47,7 @@ from fedjax_m3t.evaluation import baselines, equity, trivial
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import linear, m3t
 from fedjax_m3t.personalization import registry as personal_registry
+from fedjax_m3t.personalization import tap
 from fedjax_m3t.privacy import central, dp_sgd, local_dp
 from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import logging as logging_lib
@@ -460,15 +461,17 @@ def personal_config(config: config_lib.AlgorithmConfig) -> personal_registry.Per
         fedrep_head_steps=None if config.fedrep_head_steps < 0 else config.fedrep_head_steps,
         ditto_lambda=config.ditto_lambda,
         ditto_steps=config.ditto_steps or None,
-        tap_margin=config.tap_margin,
-        tap_small_margin=config.tap_small_margin,
-        tap_small_margin_tasks=tuple(config.tap_small_margin_tasks),
-        tap_replacement=not config.tap_no_replacement,
-        tap_distill=not config.tap_no_distill,
-        tap_distill_weight=config.tap_distill_weight,
-        tap_distill_boost=config.tap_distill_boost,
-        tap_boost_tasks=tuple(config.tap_boost_tasks),
-        tap_temperature=config.tap_temperature,
+        tap=tap.TAPConfig(
+            margin=config.tap_margin,
+            small_margin=config.tap_small_margin,
+            small_margin_tasks=tuple(config.tap_small_margin_tasks),
+            replacement=not config.tap_no_replacement,
+            distill=not config.tap_no_distill,
+            distill_weight=config.tap_distill_weight,
+            distill_boost=config.tap_distill_boost,
+            boost_tasks=tuple(config.tap_boost_tasks),
+            temperature=config.tap_temperature,
+        ),
     )
 
 

@@ -40,6 +40,7 @@ from fedjax_m3t.aggregation import base as aggregation_base
 from fedjax_m3t.algorithms import base, fed_opt, local_training
 from fedjax_m3t.models import interface
 from fedjax_m3t.personalization import fedrep, fine_tune, personal_model, policies, tap
+from fedjax_m3t.personalization import tap as tap_lib  # PersonalConfig.tap shadows the name.
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,24 +53,15 @@ class PersonalConfig:
         (None: half of them, rounded up; the rest train the body).
       ditto_lambda: ditto's proximal weight lambda.
       ditto_steps: ditto's personal steps per round (None: local_steps).
-      tap_margin, tap_small_margin, tap_small_margin_tasks, tap_replacement,
-        tap_distill, tap_distill_weight, tap_distill_boost, tap_boost_tasks,
-        tap_temperature: tap.TAPConfig's fields (stage 2's steps: fine_tune_steps).
+      tap: TAP's settings; its stage-2 `steps` are replaced by fine_tune_steps,
+        so that one flag sets the post-FL steps of fedavg_ft and tap alike.
     """
 
     fine_tune_steps: int = 5
     fedrep_head_steps: int | None = None
     ditto_lambda: float = 0.1
     ditto_steps: int | None = None
-    tap_margin: float = 0.01
-    tap_small_margin: float = 0.005
-    tap_small_margin_tasks: tuple[str, ...] = ()
-    tap_replacement: bool = True
-    tap_distill: bool = True
-    tap_distill_weight: float = 2e-3
-    tap_distill_boost: float = 500.0
-    tap_boost_tasks: tuple[str, ...] = ()
-    tap_temperature: float = 1.0
+    tap: tap_lib.TAPConfig = tap_lib.TAPConfig()
 
 
 class BuildArgs(NamedTuple):
@@ -139,19 +131,7 @@ def _ditto(model, args):
 
 
 def _tap(model, args):
-    p = args.personal
-    config = tap.TAPConfig(
-        margin=p.tap_margin,
-        small_margin=p.tap_small_margin,
-        small_margin_tasks=tuple(p.tap_small_margin_tasks),
-        replacement=p.tap_replacement,
-        distill=p.tap_distill,
-        distill_weight=p.tap_distill_weight,
-        distill_boost=p.tap_distill_boost,
-        boost_tasks=tuple(p.tap_boost_tasks),
-        temperature=p.tap_temperature,
-        steps=p.fine_tune_steps,
-    )
+    config = dataclasses.replace(args.personal.tap, steps=args.personal.fine_tune_steps)
     return tap.tap(
         model,
         client_optimizer=args.client_optimizer,

@@ -78,6 +78,7 @@ def test_institution_stats():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_tiny_comparison_end_to_end():
     config, _, model = _setup()
     runs, table = personalization.compare(
@@ -101,7 +102,7 @@ def test_tap_flags_reach_its_config():
         tap_no_distill=True, tap_margin=0.02, tap_boost_tasks=("score",), fine_tune_steps=7
     )
     personal = train_lib.personal_config(config.algorithm)
-    assert (personal.tap_distill, personal.tap_replacement) == (False, True)
-    assert (personal.tap_margin, personal.tap_small_margin) == (0.02, 0.005)
-    assert personal.tap_boost_tasks == ("score",)
+    assert (personal.tap.distill, personal.tap.replacement) == (False, True)
+    assert (personal.tap.margin, personal.tap.small_margin) == (0.02, 0.005)
+    assert personal.tap.boost_tasks == ("score",)
     assert personal.fine_tune_steps == 7

@@ -22,6 +22,7 @@ from experiments import robustness
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.long
 def test_tiny_grid_prints_every_cell():
     settings = dict(
         rounds=1,

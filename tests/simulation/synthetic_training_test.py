@@ -45,6 +45,7 @@ def _train(federation):
     return fm.simulation.run(algorithm, model, federation, config).global_report.pooled
 
 
+@pytest.mark.long
 def test_fusion_beats_chance_and_every_single_modality():
     federation = fm.make_education_federation(
         fm.SyntheticConfig(num_clients=16, mean_examples=128, seed=0)
