@@ -41,6 +41,8 @@ import json
 import math
 import os
 import pkgutil
+import re
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -109,7 +111,7 @@ RANGES = {
     "prox_mu": "[0, inf)",
     "local_steps": "[1, inf)",
     "batch_size": "[0, inf)",
-    "rounds": "[0, inf)",
+    "rounds": "[1, inf)",  # 0 trains nothing: the report would be of the initial model.
     "cohort_size": "[0, inf)",
     "chunk_size": "[0, inf)",
     "num_devices": "[0, inf)",
@@ -647,6 +649,10 @@ def define_flags(
             else:
                 default = list(default) if kind is tuple else default
                 definers[kind](field.name, default, text, flag_values=flag_values)
+    # ml_collections applies the --config.<group>.<field> overrides while it defines and
+    # parses the flag, and fails with a traceback on a field the config lacks: leave
+    # those out, so that absl reports them as unknown flags (one-line errors).
+    argv = [a for a in (sys.argv if sys_argv is None else sys_argv) if not _bad_override(a)]
     config_flags.DEFINE_config_file(
         "config",
         DEFAULT_CONFIG_FILE,
@@ -654,7 +660,7 @@ def define_flags(
         "algorithm, run, output (experiments/configs/); its fields are overridden as "
         "--config.model.width=64. Flags given on the command line win.",
         flag_values=flag_values,
-        sys_argv=sys_argv,
+        sys_argv=argv,
     )
     flags.DEFINE_enum(
         "preset",
@@ -663,6 +669,15 @@ def define_flags(
         "Defaults for unset flags: experiments/configs/<preset>.py ('tiny': CI).",
         flag_values=flag_values,
     )
+
+
+def _bad_override(arg: str) -> bool:
+    """Whether `arg` is a --config.<path> override naming no <group>.<field> of the config."""
+    match = re.match(r"^--?config\.([^=]*)", arg)
+    if match is None:
+        return False
+    group, _, name = match.group(1).partition(".")
+    return FIELDS.get(name) != group
 
 
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
@@ -684,6 +699,13 @@ def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
         base.update_from_flattened_dict(overrides)
     else:
         base = flag_values.config
+        if isinstance(base, config_flags.config_flags._ErrorConfig):  # noqa: SLF001
+            # ml_collections defers a file it could not read to the first access.
+            raise SettingsError(
+                f"--config={config_flags.get_config_filename(file_flag)}: the config file "
+                "cannot be read (no such file?); give the path of a .py file with "
+                "get_config(), e.g. --config=experiments/configs/tiny.py."
+            )
     twice = [k for k in overrides if k.rpartition(".")[2] in FIELDS and _given(flag_values, k)]
     if twice:
         raise SettingsError(
