@@ -182,18 +182,93 @@ CASES = (
                              "--column_kinds=z:numeric"),
         "--column_kinds entry 'z:numeric'",
     ),
+    # Added in the second pass over issue #18.
+    Case("no rounds", lambda d: ["--rounds=0"], "--rounds must be >= 1"),
+    Case(
+        "config file missing",
+        lambda d: [f"--config={d}/nowhere.py"],
+        "the config file cannot be read",
+    ),
+    Case(
+        "config file with a syntax error",
+        lambda d: [f"--config={_csv(d, 'broken.py', 'def get_config(:')}"],
+        "failed to load: SyntaxError",
+    ),
+    Case(
+        "config file without get_config",
+        lambda d: [f"--config={_csv(d, 'other.py', 'WIDTH = 3')}"],
+        "has no attribute 'get_config'",
+    ),
+    Case(
+        "config override of no field",
+        lambda d: ["--config.model.nosuch=3"],
+        "--config.model.nosuch: the config has no such field",
+    ),
+    Case(
+        "config override in the wrong group",
+        lambda d: ["--config.run.width=64"],
+        "did you mean --config.model.width?",
+    ),
+    Case(
+        "checkpoint_every without workdir",
+        lambda d: ["--checkpoint_every=5"],
+        "--checkpoint_every applies to the checkpoints in --workdir",
+    ),
+    Case("resume without workdir", lambda d: ["--resume=force"], "--resume applies"),
+    Case(
+        "every module frozen",
+        lambda d: ["--preset=tiny", "--model=linear", "--frozen=**"],
+        "freezes every parameter",
+    ),
+    Case("csv_path a folder", lambda d: _csv_flags(d), "is not a file"),
+    Case(
+        "csv_sep tab on a comma file",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "y:classification", "--csv_sep=\\t"),
+        "pass --csv_sep=','",
+    ),
+    Case(
+        "csv_sep of two characters",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "y:regression", "--csv_sep=;;"),
+        "--csv_sep must be one character",
+    ),
+    Case(
+        "csv feature column missing",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "y:classification")
+        + ["--feature_columns=x,q", "--column_kinds=q:numeric"],
+        "Column 'q' (feature) is not in the DataFrame",
+    ),
+    Case(
+        "csv column kind without a kind",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "y:classification",
+                             "--column_kinds=x"),
+        "--column_kinds entry 'x' must look like column:numeric or column:categorical",
+    ),
+    Case(
+        "csv client column as a feature",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "y:classification")
+        + ["--feature_columns=x,school"],
+        "The client column 'school' is also in feature_columns",
+    ),
+    Case(
+        "csv target column missing",
+        lambda d: _csv_flags(_csv(d, "ok.csv", _table()), "w:regression"),
+        "Column 'w' (target) is not in the DataFrame",
+    ),
 )  # fmt: skip
 
 
 def run_in_process(argv: list[str]) -> tuple[int, str]:
     """(exit status, stderr) of the binary's main on `argv` (flags only), in this process."""
+    # ml_collections loads a --config file as the module 'config_config' and reuses it
+    # from sys.modules: drop the previous case's, as a fresh process would not have it.
+    sys.modules.pop("config_config", None)
     flag_values = flags.FlagValues()
     config_lib.define_flags(flag_values, sys_argv=["train", *argv])
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            flag_values(["train", *argv])
-        except flags.Error as e:
+            train.parse(flag_values, ["train", *argv])
+        except (flags.Error, config_lib.SettingsError) as e:
             code = train.error(e)
         else:
             code = train.train_from(flag_values)

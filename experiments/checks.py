@@ -142,6 +142,13 @@ def check_applicable(config: config_lib.TrainConfig, given: set[str]) -> None:
                 f"--{name} does not apply to --dataset={data.dataset} (it is for "
                 f"{' and '.join(APPLIES[name])} data); drop it."
             )
+    # Output flags that only a --workdir gives a meaning to (--tensorboard: its own check).
+    needs_workdir = sorted(given & {"checkpoint_every", "resume"})
+    if needs_workdir and not config.output.workdir:
+        raise SettingsError(
+            f"--{needs_workdir[0]} applies to the checkpoints in --workdir, and there is "
+            "none: add --workdir=<folder> or drop the flag."
+        )
     dirichlet_only = sorted(given & {"num_clients", "dirichlet_alpha"})
     if kind == _DOWNLOADED and data.partition != "dirichlet" and dirichlet_only:
         raise SettingsError(

@@ -41,6 +41,8 @@ import json
 import math
 import os
 import pkgutil
+import re
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -109,7 +111,7 @@ RANGES = {
     "prox_mu": "[0, inf)",
     "local_steps": "[1, inf)",
     "batch_size": "[0, inf)",
-    "rounds": "[0, inf)",
+    "rounds": "[1, inf)",  # 0 trains nothing: the report would be of the initial model.
     "cohort_size": "[0, inf)",
     "chunk_size": "[0, inf)",
     "num_devices": "[0, inf)",
@@ -148,6 +150,36 @@ RANGES = {
     "tap_distill_boost": "[0, inf)",
     "tap_temperature": "(0, inf)",
 }
+
+
+# The defaults of --dataset=csv, for the fields the command line and the config file
+# leave at their generic default: a smaller model, a smaller client learning rate and
+# more rounds, so that a small school table does not end below the mean predictor
+# (chosen by `python -m experiments.csv_defaults`; README "Data" gives the numbers).
+CSV_DEFAULTS = {
+    "width": 16,
+    "depth": 1,
+    "num_heads": 2,
+    "client_lr": 1e-3,
+    "rounds": 100,
+}
+
+
+def with_csv_defaults(values: dict, given: set[str]) -> dict:
+    """`values` ({field: value}) with CSV_DEFAULTS where --dataset=csv leaves a field unset.
+
+    A field keeps its value when it was `given` (command line, --config override) or
+    differs from the generic default (a config file set it); targets stay standardised
+    (--standardize_targets, already the default).
+    """
+    if values.get("dataset") != "csv":
+        return values
+    generic = TrainConfig().flat()
+    out = dict(values)
+    for name, value in CSV_DEFAULTS.items():
+        if name not in given and out.get(name, generic[name]) == generic[name]:
+            out[name] = value
+    return out
 
 
 class SettingsError(ValueError):
@@ -209,7 +241,8 @@ class DataConfig(_Group):
     dataset: str = _field(
         "synthetic",
         f"One of {', '.join(DATASETS)}. The embedded synthetic federation, your own "
-        "table (csv), a downloaded dataset (with --data_dir; several joined by '+' make "
+        "table (csv; unset model and schedule flags then take config.CSV_DEFAULTS), a "
+        "downloaded dataset (with --data_dir; several joined by '+' make "
         "multi-modal institutions, e.g. assistments2009+asap_aes), or a multilevel school "
         "table (needs pip install -e '.[real]').",
     )
@@ -647,6 +680,10 @@ def define_flags(
             else:
                 default = list(default) if kind is tuple else default
                 definers[kind](field.name, default, text, flag_values=flag_values)
+    # ml_collections applies the --config.<group>.<field> overrides while it defines and
+    # parses the flag, and fails with a traceback on a field the config lacks: leave
+    # those out, so that absl reports them as unknown flags (one-line errors).
+    argv = [a for a in (sys.argv if sys_argv is None else sys_argv) if not _bad_override(a)]
     config_flags.DEFINE_config_file(
         "config",
         DEFAULT_CONFIG_FILE,
@@ -654,7 +691,7 @@ def define_flags(
         "algorithm, run, output (experiments/configs/); its fields are overridden as "
         "--config.model.width=64. Flags given on the command line win.",
         flag_values=flag_values,
-        sys_argv=sys_argv,
+        sys_argv=argv,
     )
     flags.DEFINE_enum(
         "preset",
@@ -663,6 +700,15 @@ def define_flags(
         "Defaults for unset flags: experiments/configs/<preset>.py ('tiny': CI).",
         flag_values=flag_values,
     )
+
+
+def _bad_override(arg: str) -> bool:
+    """Whether `arg` is a --config.<path> override naming no <group>.<field> of the config."""
+    match = re.match(r"^--?config\.([^=]*)", arg)
+    if match is None:
+        return False
+    group, _, name = match.group(1).partition(".")
+    return FIELDS.get(name) != group
 
 
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
@@ -684,14 +730,23 @@ def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> TrainConfig:
         base.update_from_flattened_dict(overrides)
     else:
         base = flag_values.config
+        if isinstance(base, config_flags.config_flags._ErrorConfig):  # noqa: SLF001
+            # ml_collections defers a file it could not read to the first access.
+            raise SettingsError(
+                f"--config={config_flags.get_config_filename(file_flag)}: the config file "
+                "cannot be read (no such file?); give the path of a .py file with "
+                "get_config(), e.g. --config=experiments/configs/tiny.py."
+            )
     twice = [k for k in overrides if k.rpartition(".")[2] in FIELDS and _given(flag_values, k)]
     if twice:
         raise SettingsError(
             f"--config.{twice[0]} and --{twice[0].rpartition('.')[2]} set the same field; keep one."
         )
     values = _flatten(base)
-    values.update({name: flag_values[name].value for name in FIELDS if flag_values[name].present})
-    return TrainConfig.from_flat(values)
+    given = {name for name in FIELDS if flag_values[name].present}
+    values.update({name: flag_values[name].value for name in given})
+    given |= {key.rpartition(".")[2] for key in overrides}
+    return TrainConfig.from_flat(with_csv_defaults(values, given))
 
 
 def _given(flag_values: flags.FlagValues, override: str) -> bool:

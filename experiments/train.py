@@ -38,6 +38,7 @@ from experiments import checks, train_lib
 from experiments import config as config_lib
 from fedjax_m3t.secure import aggregator as secure_aggregator
 from fedjax_m3t.simulation import distributed
+from fedjax_m3t.simulation import logging as logging_lib
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2  # A setting or input file to fix: 'Error: ...' says which.
@@ -71,6 +72,7 @@ def train_from(flag_values: flags.FlagValues) -> int:
     except (config_lib.SettingsError, secure_aggregator.SecAggAbortedError) as e:
         return error(e)
     except KeyboardInterrupt:
+        logging_lib.end_progress()  # A terminal's progress bar, still open on stdout.
         print("Interrupted (Ctrl-C); rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
@@ -85,6 +87,7 @@ def given_flags(flag_values: flags.FlagValues) -> set[str]:
 
 def error(e: Exception) -> int:
     """Prints 'Error: <message>' on one line to stderr; returns EXIT_BAD_INPUT."""
+    logging_lib.end_progress()  # A terminal's progress bar, still open on stdout.
     print("Error: " + " ".join(str(e).split()), file=sys.stderr, flush=True)
     return EXIT_BAD_INPUT
 
@@ -92,9 +95,37 @@ def error(e: Exception) -> int:
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with a bad flag value as a one-line Error (exit 2)."""
     try:
-        return FLAGS(argv)
-    except flags.Error as e:
+        return parse(FLAGS, argv)
+    except (flags.Error, config_lib.SettingsError) as e:
         sys.exit(error(e))
+
+
+def parse(flag_values: flags.FlagValues, argv: list[str]) -> list[str]:
+    """`flag_values(argv)`; a --config file that fails to run is a SettingsError.
+
+    A --config file is user code, run while the flags are parsed (a syntax error,
+    no get_config(), an exception inside it); bad flag values stay flags.Error.
+    """
+    try:
+        return flag_values(argv)
+    except flags.UnrecognizedFlagError as e:
+        if e.flagname.startswith("config."):
+            name = e.flagname.rpartition(".")[2]
+            where = config_lib.FIELDS.get(name)
+            hint = f" (did you mean --config.{where}.{name}?)" if where else ""
+            raise config_lib.SettingsError(
+                f"--{e.flagname}: the config has no such field{hint}; overrides look like "
+                "--config.<group>.<field>=value with a group of "
+                f"{list(config_lib.GROUPS)} and one of its flags' names (--helpfull)."
+            ) from None
+        raise
+    except flags.Error:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the user's config file raised.
+        path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+        raise config_lib.SettingsError(
+            f"--config={path}: the config file failed to load: {type(e).__name__}: {e}"
+        ) from None
 
 
 if __name__ == "__main__":

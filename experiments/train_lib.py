@@ -325,6 +325,12 @@ def column_kinds(df, features, targets: dict, declared_flags):
     declared = {}
     for item in declared_flags:
         column, _, kind = item.partition(":")
+        if kind not in columns_lib.KINDS:
+            raise SettingsError(
+                f"--column_kinds entry {item!r} must look like column:"
+                + " or column:".join(columns_lib.KINDS)
+                + "."
+            )
         if column not in features:
             raise SettingsError(
                 f"--column_kinds entry {item!r}: {column!r} is not one of --feature_columns."
@@ -636,6 +642,14 @@ def _report(
         say("view is the global model):")
     else:
         say("\nTest metrics (global model, and each institution's personalised view):")
+    untrained = evaluation.report.untrained_local_modules(algorithm.policy)
+    if untrained:
+        # The server's copies of local leaves keep their initial values: say so in the rows.
+        say(
+            f"({evaluation.report.global_view_name(algorithm.policy)}: the server's model with "
+            f"the initial values of the local modules {', '.join(untrained)}, which only "
+            "clients train; each institution uses its personal view.)"
+        )
     if config.algorithm.algorithm == "hierarchical":
         # What each institution uses: its group's model (the global one is the cloud's).
         local = result.client_states if "personal" in reports else None
@@ -643,10 +657,17 @@ def _report(
             algorithm, model, result.server_state, federation.test, federation.group_ids(), local
         )
         say("(group: each institution's view is its group's model, and its local modules.)")
-    say(evaluation.format_table(model, federation.client_names, reports))
+    # Display names only: final_metrics.json keeps the keys 'global' and 'personal'.
+    shown = {
+        (evaluation.report.global_view_name(algorithm.policy) if k == "global" else k): v
+        for k, v in reports.items()
+    }
+    say(evaluation.format_table(model, federation.client_names, shown))
     if config.data.dataset == "csv" or config.data.dataset in multilevel.DATASETS:
         reports["mean/majority"] = trivial.report(model, federation)
-        say(floor_line(model, result.global_report, reports["mean/majority"]))
+        # With untrained local heads the model in use is each institution's personal view.
+        view = "personal" if untrained else "global"
+        say(floor_line(model, reports[view], reports["mean/majority"], view=view))
     if config.data.dataset in config_lib.BUILDER_DATASETS:
         # A dataset's own metric (e.g. ASAP's per-set kappa) where it has one.
         report = getattr(builder_module(config.data.dataset), "test_report", None)
@@ -673,8 +694,12 @@ def _report(
     return reports
 
 
-def floor_line(model, report, floor) -> str:
-    """The model's pooled primary metrics beside the mean / majority predictor's."""
+def floor_line(model, report, floor, view: str = "global") -> str:
+    """The model's pooled primary metrics beside the mean / majority predictor's.
+
+    `view`: which model `report` scores ('global', or 'personal' when the global
+    model's local modules are untrained).
+    """
     parts, worse = [], []
     for task in model.spec.tasks:
         metric = metrics_lib.PRIMARY[task.kind]
@@ -683,7 +708,8 @@ def floor_line(model, report, floor) -> str:
         parts.append(f"{task.name}:{metric} {got:.4f} (mean/majority {base:.4f})")
         if got < base:
             worse.append(task.name)
-    line = "Global model vs predicting the train mean / majority class: " + ", ".join(parts)
+    name = "Global model" if view == "global" else "Personalised views"
+    line = f"{name} vs predicting the train mean / majority class: " + ", ".join(parts)
     if worse:
         line += (
             f"\nWarning: worse than the mean / majority predictor on {', '.join(worse)}: try "

@@ -122,6 +122,23 @@ def resolve(policy: ModulePolicy, params: t.Params) -> ResolvedPolicy:
     return ResolvedPolicy(labels=labels, **masks)
 
 
+def require_trainable(resolved: ResolvedPolicy) -> ResolvedPolicy:
+    """`resolved`, if it trains at least one leaf (federated or local).
+
+    A policy that freezes every parameter would run its rounds without changing
+    anything and report the initial model as the trained one.
+
+    Raises:
+      ValueError: when every leaf is frozen.
+    """
+    if not any(jax.tree.leaves(resolved.trainable)):
+        raise ValueError(
+            "The module policy freezes every parameter, so training would change nothing "
+            "and report the initial model; leave some modules out of the frozen patterns."
+        )
+    return resolved
+
+
 def from_flags(
     federated: Sequence[str] = (), local: Sequence[str] = (), frozen: Sequence[str] = ()
 ) -> ModulePolicy:

@@ -92,10 +92,12 @@ def fed_opt(
       The algorithm.
 
     Raises:
-      ValueError: if a policy pattern matches no parameter.
+      ValueError: if a policy pattern matches no parameter, or it freezes them all.
     """
     shapes = jax.eval_shape(model.init, jax.random.key(0))
-    resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
+    resolved = policy_lib.require_trainable(
+        policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
+    )
     objective = loss(resolved) if loss is not None else None
     train_locally = local_training.make_client_update(
         model, resolved, client_optimizer, local, loss=objective, gradient=gradient

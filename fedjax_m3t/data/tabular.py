@@ -289,6 +289,13 @@ def _check_columns(df, client_column, feature_columns, targets, group_column, ca
             raise ValueError(f"Target {column!r}: kind {kind!r} is not one of {TARGET_KINDS}.")
         if column in feature_columns or column == client_column:
             raise ValueError(f"Target {column!r} is also a feature or the client column.")
+    if client_column in feature_columns:
+        # Its ids would be read as one number per school (or one-hot: a school's
+        # intercept), silently; a school-level feature belongs in its own column.
+        raise ValueError(
+            f"The client column {client_column!r} is also in feature_columns; drop it there "
+            "(copy it to another column to use the school id as a feature on purpose)."
+        )
     for column in feature_columns:
         if column not in categorical and not _is_numeric(df[column]):
             raise ValueError(

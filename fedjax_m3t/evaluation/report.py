@@ -28,6 +28,7 @@ import numpy as np
 
 from fedjax_m3t import metrics as metrics_lib
 from fedjax_m3t import policy as policy_lib
+from fedjax_m3t import tree as tree_lib
 from fedjax_m3t import typing as t
 from fedjax_m3t.algorithms import base
 from fedjax_m3t.models import interface
@@ -190,7 +191,8 @@ def format_table(
     """
     tasks = model.spec.tasks
     cols = [f"{t.name}:{metrics_lib.PRIMARY[t.kind]}" for t in tasks]
-    head = f"{'view':<10} {'client':<14}" + "".join(f"{c:>20}" for c in cols)
+    width = max([10, *(len(view) for view in reports)])  # Long view names get their room.
+    head = f"{'view':<{width}} {'client':<14}" + "".join(f"{c:>20}" for c in cols)
     lines = [head, "-" * len(head)]
 
     def row(view, name, per_task):
@@ -198,12 +200,42 @@ def format_table(
         for task in tasks:
             value = per_task.get(task.name, {}).get(metrics_lib.PRIMARY[task.kind])
             cells.append(f"{value:>20.4f}" if value is not None else f"{'-':>20}")
-        return f"{view:<10} {name:<14}" + "".join(cells)
+        return f"{view:<{width}} {name:<14}" + "".join(cells)
 
     for view, report in reports.items():
         lines.append(row(view, "ALL (pooled)", report.pooled))
         for c, name in enumerate(client_names[:max_clients]):
             lines.append(row(view, name, report.per_client[c]))
         if len(client_names) > max_clients:
-            lines.append(f"{view:<10} ... {len(client_names) - max_clients} more clients")
+            lines.append(f"{view:<{width}} ... {len(client_names) - max_clients} more clients")
     return "\n".join(lines)
+
+
+def untrained_local_modules(policy: policy_lib.ResolvedPolicy) -> list[str]:
+    """The modules (path prefixes of depth 2) whose leaves a ResolvedPolicy keeps local.
+
+    The server's copy of a local leaf keeps its initial value (only clients train
+    it), so the global model scored alone uses these modules untrained.
+
+    >>> import fedjax_m3t as fm
+    >>> params = {'heads': {'y': {'w': 0.0}}, 'backbone': {'l0': {'w': 0.0}}}
+    >>> untrained_local_modules(fm.policy.resolve(fm.ModulePolicy(local=('heads/**',)), params))
+    ['heads/y']
+    """
+    paths = tree_lib.leaf_paths(policy.local)
+    flags = jax.tree.leaves(policy.local)
+    return sorted({"/".join(p.split("/")[:2]) for p, f in zip(paths, flags, strict=True) if f})
+
+
+def global_view_name(policy: policy_lib.ResolvedPolicy) -> str:
+    """The name of the global model's rows: 'global', or 'global (untrained local heads)'.
+
+    With local modules the global model is scored with their initial values, which
+    nobody trained: its rows say so ('heads' when every local module is a head,
+    'modules' otherwise). Each institution's personalised view is the model in use.
+    """
+    modules = untrained_local_modules(policy)
+    if not modules:
+        return "global"
+    kind = "heads" if all(m.startswith("heads/") for m in modules) else "modules"
+    return f"global (untrained local {kind})"

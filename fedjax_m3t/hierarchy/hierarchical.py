@@ -202,7 +202,9 @@ def hierarchical(
             f"{tree_.num_levels} levels above the clients."
         )
     shapes = jax.eval_shape(model.init, jax.random.key(0))
-    resolved = policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
+    resolved = policy_lib.require_trainable(
+        policy_lib.resolve(policy or policy_lib.ModulePolicy(), shapes)
+    )
     periods = tree.select(resolved.federated, schedule.resolve(shapes))
     is_periods = lambda x: isinstance(x, tuple)
     ancestors = [jnp.asarray(tree_.ancestors(lv)) for lv in range(1, tree_.num_levels + 1)]

@@ -16,6 +16,7 @@
 import json
 import math
 import os
+import shutil
 import sys
 from typing import TextIO
 
@@ -142,6 +143,76 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+BAR_WIDTH = 20  # Characters between the brackets of the progress bar.
+_CLEAR_LINE = "\r\x1b[K"  # Back to the line's start, then erase it (ANSI, every terminal).
+# The streams whose last line is a progress bar still being redrawn (no newline yet).
+_open_bars: set[int] = set()
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is an interactive terminal (where a bar can be redrawn in place)."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # A closed stream.
+        return False
+
+
+def progress_bar(round_num: int, total: int) -> str:
+    """'[#########...........]': the share of `total` rounds done, BAR_WIDTH wide.
+
+    >>> progress_bar(5, 20)
+    '[#####...............]'
+    """
+    filled = BAR_WIDTH if total <= 0 else min(BAR_WIDTH, round(BAR_WIDTH * round_num / total))
+    return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "]"
+
+
+def show_progress(
+    line: str, round_num: int, total: int, *, keep: bool = False, stream: TextIO | None = None
+) -> None:
+    """Shows a round's `progress_line`: a bar redrawn in place on a terminal, else the line.
+
+    On a terminal (`stream.isatty()`) the round's bar and line replace the previous
+    round's, cut to the terminal's width so that the redraw stays on one line;
+    `keep` rounds (evaluations, the last one) stay on the screen in full. Anything
+    else (pipes, files, notebooks) gets every round's line, as a log should.
+
+    Args:
+      line: the round's `progress_line`.
+      round_num, total: the round just done and the rounds of the run.
+      keep: leave this round's line on the screen (a terminal only).
+      stream: where to write (default sys.stdout).
+    """
+    stream = stream or sys.stdout
+    if not is_terminal(stream):
+        log(line, stream)
+        return
+    if keep:
+        stream.write(_CLEAR_LINE + line + "\n")
+        _open_bars.discard(id(stream))
+    else:
+        columns = shutil.get_terminal_size().columns
+        text = f"{progress_bar(round_num, total)} {line}"
+        stream.write(_CLEAR_LINE + text[: max(columns - 1, 1)])
+        _open_bars.add(id(stream))
+    stream.flush()
+
+
+def end_progress(stream: TextIO | None = None) -> None:
+    """Ends an open progress bar's line on `stream` (a no-op when none is open)."""
+    stream = stream or sys.stdout
+    if id(stream) in _open_bars:
+        _open_bars.discard(id(stream))
+        stream.write("\n")
+        stream.flush()
+
+
 def log(message: str, stream: TextIO | None = None) -> None:
-    """Prints and flushes (progress must show in notebooks and piped logs)."""
-    print(message, file=stream or sys.stdout, flush=True)
+    """Prints and flushes (progress must show in notebooks and piped logs).
+
+    A progress bar open on the stream is ended first, so the message gets its own line.
+    """
+    stream = stream or sys.stdout
+    end_progress(stream)
+    print(message, file=stream, flush=True)

@@ -267,6 +267,7 @@ def run(
     )
     leader = jax.process_index() == 0  # Only process 0 prints and writes metrics.
     say = logging_lib.log if config.verbose and leader else (lambda _: None)
+    show = logging_lib.show_progress if config.verbose and leader else (lambda *_, **__: None)
     say(
         f"Engine: {num_devices} {backend} device(s), chunks of {chunk} client(s) per device"
         + (
@@ -359,7 +360,10 @@ def run(
                 metrics.update(_flat("global_test", report))
         writer.write(round_num, metrics)
         history.append({"round": round_num, **metrics})
-        say(progress(round_num, metrics))
+        # On a terminal a bar redrawn in place; evaluation rounds and the last one stay.
+        evaluated = bool(config.eval_every and round_num % config.eval_every == 0)
+        show(progress(round_num, metrics), round_num, config.rounds,
+             keep=evaluated or round_num == config.rounds)  # fmt: skip
         for hook in hooks:
             eligible = hook(RoundInfo(round_num, state, unpad(states), metrics))
             if eligible is not None:
@@ -419,6 +423,7 @@ def run(
                 if interrupt.hit:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
+        logging_lib.end_progress()
         if pending is not None and _alive(pending[1]):  # Keep the record of the round saved.
             writer.write(pending[0], record(*pending))
         _save_on_interrupt(checkpointer, start, done, state, states, unpad, meta, say)

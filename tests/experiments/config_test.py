@@ -81,7 +81,7 @@ def test_preset_is_its_config_file_and_takes_overrides():
         (["--dataset=nope"], r"\['nope'\] unknown; choose from"),
         (["--dataset=csv+oulad"], "can be combined with '\\+', not \\['csv'\\]"),
         (["--group_by=sex"], "with --baselines"),
-        (["--rounds=-1"], "--rounds must be >= 0"),
+        (["--rounds=-1"], "--rounds must be >= 1"),
         (["--secagg_dropout=1.5"], r"--secagg_dropout must be in \[0, 1\]"),
         (["--secagg_graph=harary", "--secagg_degree=3"], "--secagg_degree must be even"),
     ],

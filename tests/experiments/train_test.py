@@ -94,6 +94,7 @@ def test_binary_runs_and_rejects_bad_flags(tmp_path):
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "round 2/2" in ok.stdout
     assert "personal" in ok.stdout  # Local heads: personalised views are reported.
+    assert "global (untrained local heads) ALL (pooled)" in ok.stdout  # Labelled as such.
     assert os.listdir(tmp_path / "run" / "tb")  # TensorBoard event files.
     bad = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--preset=tiny", "--frozen=nothing/here"],
