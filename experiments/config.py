@@ -121,6 +121,8 @@ RANGES = {
     "max_classes": "[2, inf)",
     "guard_max_norm_ratio": "(0, inf)",  # None (the default): no norm rule.
     "cloud_every": "[0, inf)",
+    "qffl_q": "[0, inf)",
+    "afl_lr": "(0, inf)",
     "edge_every": "[0, inf)",
     "secagg_degree": "[2, inf)",
     "secagg_dropout": "[0, 1]",
@@ -410,6 +412,9 @@ class AlgorithmConfig(_Group):
         "Also reject client updates whose norm exceeds this many times the cohort's median "
         "(non-finite updates are always rejected).",
     )
+    # --algorithm=qffl / afl (fedjax_m3t.algorithms.fair): fair aggregation.
+    qffl_q: float = _field(1.0, "--algorithm=qffl: q of q-FFL (0: FedAvg).")
+    afl_lr: float = _field(0.1, "--algorithm=afl: step size of the mixture over clients.")
     # --algorithm=hierarchical (fedjax_m3t.hierarchy): clients -> the data's groups -> cloud.
     cloud_every: int = _field(
         2,

@@ -24,6 +24,12 @@ bytes each client and each group sends per round, and the latency and energy
 per round of HF-FM's network model (40 users in 10 edge clusters,
 fedjax_m3t.hierarchy.network) with this model's payload.
 
+Also (issue 16 items 4-5): flat FedAvg with 8-bit stochastic quantisation of
+the uploads (flat_q8; hier_2_q8 for the hierarchy) and top-k with error feedback
+(flat_topk), q-FFL (qffl) and AFL (afl); every row prints Jain's index of the
+institutions' metric and the bytes each client uploads per round (what the codec
+sends) and in total over the run's cohorts.
+
 Groups: chem97's local education authorities; on the synthetic federation the
 institutions are grouped by the modalities they hold (one group per mix).
 """
@@ -35,6 +41,7 @@ import numpy as np
 from absl import app, flags
 
 from fedjax_m3t import evaluation, simulation, tree
+from fedjax_m3t.aggregation import compression
 from fedjax_m3t.algorithms import local_training, registry
 from fedjax_m3t.datasets import multilevel, synthetic
 from fedjax_m3t.evaluation import equity
@@ -42,7 +49,14 @@ from fedjax_m3t.hierarchy import hierarchical, levels, network
 from fedjax_m3t.models import m3t
 
 flags.DEFINE_list("datasets", ["synthetic", "chem97"], "synthetic and/or chem97.")
-flags.DEFINE_list("methods", ["flat", "edge_only", "hier_2", "hier_8"], "Methods to run.")
+flags.DEFINE_list(
+    "methods",
+    ["flat", "edge_only", "hier_2", "hier_8", "flat_q8", "hier_2_q8", "flat_topk", "qffl", "afl"],
+    "Methods to run.",
+)
+flags.DEFINE_integer("top_k", 64, "flat_topk: entries sent per leaf.")
+flags.DEFINE_float("qffl_q", 1.0, "qffl: q.")
+flags.DEFINE_float("afl_lr", 0.1, "afl: the mixture's step size.")
 flags.DEFINE_integer("rounds", 40, "Rounds per method.")
 flags.DEFINE_integer("cohort_size", 256, "Clients per round (capped at the federation).")
 flags.DEFINE_integer("num_clients", 48, "Synthetic institutions.")
@@ -55,6 +69,24 @@ FLAGS = flags.FLAGS
 
 HEADLINE = {"regression": "r2", "binary": "auc", "multiclass": "accuracy"}
 CLOUD_EVERY = {"flat": 1, "edge_only": 0, "hier_2": 2, "hier_8": 8}
+QUANT_BITS = 8
+
+
+def codec(method: str) -> str:
+    """The upload codec of a method name: 'quantize' (_q8), 'top_k' (_topk) or 'none'."""
+    return "quantize" if method.endswith("_q8") else "top_k" if method.endswith("_topk") else "none"
+
+
+def with_transform(algorithm, transform):
+    """`algorithm` whose clients apply `transform` to their output (any algorithm)."""
+    inner = algorithm.client_update
+
+    def client_update(received, client_state, examples, context):
+        out = inner(received, client_state, examples, context)
+        key = jax.random.fold_in(context.rng, local_training.TRANSFORM_TAG)
+        return transform(out, key)
+
+    return algorithm._replace(client_update=client_update)
 
 
 def modality_groups(federation):
@@ -77,10 +109,29 @@ def load(name: str, seed: int):
 
 
 def build(method: str, model, federation):
+    """(algorithm, hierarchical schedule or None for the star) of a method name."""
+    algorithm, schedule = _build(
+        method.removesuffix("_q8").removesuffix("_topk"), model, federation
+    )
+    if codec(method) == "quantize":
+        algorithm = with_transform(algorithm, compression.stochastic_quantize(QUANT_BITS))
+    elif codec(method) == "top_k":
+        algorithm = compression.top_k(algorithm, FLAGS.top_k)
+    return algorithm, schedule
+
+
+def _build(method: str, model, federation):
     local = local_training.LocalTrainingConfig(local_steps=FLAGS.local_steps, batch_size=32)
     common = dict(local=local, client_learning_rate=FLAGS.client_lr, client_optimizer_name="adam")
     if method == "flat":
         return registry.build_algorithm("fedavg", model, **common), None
+    if method == "qffl":
+        return registry.build_algorithm("qffl", model, qffl_q=FLAGS.qffl_q, **common), None
+    if method == "afl":
+        n = federation.num_clients
+        return registry.build_algorithm(
+            "afl", model, afl_lr=FLAGS.afl_lr, num_clients=n, **common
+        ), None
     schedule = hierarchical.hffm_schedule(cloud_every=CLOUD_EVERY[method])
     tree_ = levels.from_federation(federation)
     algorithm = registry.build_algorithm(
@@ -89,14 +140,19 @@ def build(method: str, model, federation):
     return algorithm, schedule
 
 
-def costs(method, schedule, params, rounds):
-    """(client bytes / round, group bytes / round, latency s, energy J) on HF-FM's network."""
+def costs(method, schedule, params, rounds, ratio=1.0):
+    """(client bytes / round, group bytes / round, latency s, energy J) on HF-FM's network.
+
+    `ratio`: compressed / raw upload bytes of a client (the codec's; the groups'
+    and the cloud's messages are not compressed).
+    """
     deployment, links = network.hffm_network()
     scenario = network.Scenario()
     if schedule is None:  # The star: every client sends the whole model to the cloud.
-        size = tree.num_bytes(params)
+        size = tree.num_bytes(params) * ratio
         return size, 0.0, *network.star(links, scenario, network.payload_kbit(size))
-    sent = hierarchical.sent_bytes(params, None, schedule, rounds)
+    sent = hierarchical.sent_bytes(params, None, schedule, rounds).astype(np.float64)
+    sent[:, 0] *= ratio
     kbit = np.vectorize(network.payload_kbit)(sent)
     lat, energy = network.timeline(deployment, links, scenario, kbit[:, 0], kbit[:, 1])
     return sent[:, 0].mean(), sent[:, 1].mean(), lat, energy
@@ -119,9 +175,15 @@ def run_one(name, method, federation, model):
     by_group = equity.group_report(model, predictions, federation.test, federation.groups)
     params = jax.eval_shape(model.init, jax.random.key(0))
     row = {"dataset": name, "method": method}
-    row["client_B"], row["group_B"], row["latency_s"], row["energy_J"] = costs(
-        method, schedule, params, FLAGS.rounds
+    up = compression.round_bytes(
+        algorithm.policy, params, compression=codec(method), bits=QUANT_BITS, k=FLAGS.top_k
     )
+    raw_up = compression.round_bytes(algorithm.policy, params)["up"]
+    ratio = sum(up["up"].values()) / max(sum(raw_up.values()), 1)
+    row["client_B"], row["group_B"], row["latency_s"], row["energy_J"] = costs(
+        method, schedule, params, FLAGS.rounds, ratio
+    )
+    row["up_total_MB"] = row["client_B"] * cohort * FLAGS.rounds / 1e6
     for task in model.spec.tasks:
         metric = HEADLINE[task.kind]
         spread = equity.client_spread(report, task.name, metric)
@@ -130,6 +192,7 @@ def run_one(name, method, federation, model):
         row[f"{task.name}:{metric}"] = report.pooled[task.name][metric]
         row[f"{task.name}:mean"] = spread["mean"]
         row[f"{task.name}:worst_inst"] = spread["worst"]
+        row[f"{task.name}:jain"] = spread["jain"]
         row[f"{task.name}:worst_group"] = min(groups) if groups else float("nan")
     return row
 

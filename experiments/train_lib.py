@@ -413,6 +413,9 @@ def build_algorithm(config: config_lib.TrainConfig, model, federation=None, aggr
             secagg=secagg_config(algo) if algo.aggregator == "secagg" else None,
             **privacy_kwargs(algo),
             personal=personal_config(algo),
+            qffl_q=algo.qffl_q,
+            afl_lr=algo.afl_lr,
+            num_clients=None if federation is None else federation.num_clients,
         )
     except ValueError as e:
         raise SettingsError(str(e)) from None
@@ -626,7 +629,7 @@ def load(workdir: str):
         config = config_lib.from_config_dict(json.load(f))
     federation = build_federation(config)
     model = build_model(config.model, federation.spec)
-    algorithm = build_algorithm(config, model)
+    algorithm = build_algorithm(config, model, federation)
     return config, federation, model, algorithm, run_lib.load(workdir, algorithm, model, federation)
 
 

@@ -17,6 +17,9 @@ fedavg, fedavgm, fedadam, fedyogi, fedadagrad: FedOpt with that server optimizer
 fedprox: FedAvg with the FedProx proximal term (mu = prox_mu);
 hierarchical: FedAvg over a tree of groups with per-module schedules
 (fedjax_m3t.hierarchy.hierarchical; needs `tree` and `schedule`).
+qffl: q-FedAvg (q = qffl_q; 0 is FedAvg; L = 1 / client_learning_rate);
+afl: agnostic FL, a mixture over the clients updated by the server (step afl_lr;
+needs num_clients) (fedjax_m3t.algorithms.fair).
 personalised ones (local_only, fedavg_ft, fedper, fedrep, fedbn, ditto,
 local_adapters, tap): see fedjax_m3t/personalization/registry.py (FedAvg's server step
 at server_learning_rate; hyperparameters in `personal`).
@@ -27,7 +30,7 @@ import optax
 
 from fedjax_m3t import policy as policy_lib
 from fedjax_m3t.aggregation import coordinate_median, selective, specs
-from fedjax_m3t.algorithms import base, fed_opt, local_training, server_optimizers
+from fedjax_m3t.algorithms import base, fair, fed_opt, local_training, server_optimizers
 from fedjax_m3t.hierarchy import hierarchical, levels
 from fedjax_m3t.models import interface
 from fedjax_m3t.personalization import registry as personal_registry
@@ -35,7 +38,10 @@ from fedjax_m3t.privacy import central
 from fedjax_m3t.secure import aggregator as secure_aggregator
 
 ALGORITHMS = (
-    server_optimizers.SERVER_OPTIMIZERS + ("fedprox", "hierarchical") + personal_registry.NAMES
+    server_optimizers.SERVER_OPTIMIZERS
+    + ("fedprox", "hierarchical")
+    + personal_registry.NAMES
+    + ("qffl", "afl")
 )
 CLIENT_OPTIMIZERS = ("sgd", "adam")
 AGGREGATORS = {"mean": selective.AGGREGATOR, "median": coordinate_median.AGGREGATOR}
@@ -72,6 +78,9 @@ def build_algorithm(
     gradient: local_training.GradientFn = local_training.batch_gradient,
     client_transform: fed_opt.ClientTransform | None = None,
     personal: personal_registry.PersonalConfig | None = None,
+    qffl_q: float = 1.0,
+    afl_lr: float = 0.1,
+    num_clients: int | None = None,
 ) -> base.FederatedAlgorithm:
     """A named algorithm.
 
@@ -104,6 +113,9 @@ def build_algorithm(
       gradient: each local step's gradient rule (e.g. privacy.dp_sgd.dp_sgd_gradient).
       client_transform: applied on the client to its output (e.g. local DP).
       personal: the personalised algorithms' hyperparameters (default PersonalConfig()).
+      qffl_q: 'qffl' only: q (0: FedAvg); the server step stays server_learning_rate.
+      afl_lr: 'afl' only: the mixture's ascent step size.
+      num_clients: 'afl' only: the federation's clients (the mixture's size).
 
     Raises:
       ValueError: for an unknown name (listing the known ones) or a bad policy pattern.
@@ -138,6 +150,24 @@ def build_algorithm(
             personal=personal or personal_registry.PersonalConfig(),
         )
         return personal_registry.build(name, model, args)
+    if name in ("qffl", "afl"):
+        fedavg = build_algorithm(
+            "fedavg",
+            model,
+            local=local,
+            client_learning_rate=client_learning_rate,
+            server_learning_rate=server_learning_rate,
+            client_optimizer_name=client_optimizer_name,
+            policy=policy,
+            aggregator=aggregator,
+            gradient=gradient,
+            client_transform=client_transform,
+        )
+        if name == "qffl":
+            return fair.qffl(fedavg, model, q=qffl_q, lipschitz=1.0 / client_learning_rate)
+        if num_clients is None:
+            raise ValueError("'afl' needs num_clients (the mixture is over the clients).")
+        return fair.afl(fedavg, model, num_clients=num_clients, learning_rate=afl_lr)
     server_name = "fedavg" if name == "fedprox" else name
     loss = fed_opt.fedprox_loss(model, prox_mu) if name == "fedprox" else None
     return fed_opt.fed_opt(

@@ -17,7 +17,11 @@ A pooled metric can hide schools the model serves badly. `client_spread`
 summarises one metric over clients (mean, worst, 10th percentile in the bad
 direction, median); `group_report` scores predictions per group, where groups are
 per client (a school's sector) or per example (a student's sex), and `group_gap`
-is the distance between the best and the worst group. `format_comparison` prints
+is the distance between the best and the worst group. `jain_index` (Jain, Chiu and
+Hawe 1984) is (sum x)^2 / (n sum x^2): 1 when every client scores the same, 1/n
+when one client takes everything; `grouped_spread` gives the spread (mean, worst,
+Jain) within each class of institution (by size: `size_classes`; or by compute
+class). `format_comparison` prints
 one row per view (federated global, personalised, centralised, local-only).
 """
 
@@ -40,6 +44,61 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
+def jain_index(values: Sequence[float] | np.ndarray) -> float:
+    """Jain's fairness index of non-negative values [n]: (sum x)^2 / (n sum x^2), in [1/n, 1].
+
+    Negative values (an R^2 below 0) are clipped at 0 first: the index is of an
+    allocation. NaN for no values; 1 when all are 0 (all equal).
+
+    >>> jain_index([1.0, 1.0, 1.0, 1.0])
+    1.0
+    >>> jain_index([1.0, 0.0, 0.0, 0.0])
+    0.25
+    """
+    x = np.clip(np.asarray(values, np.float64), 0.0, None)
+    if not len(x):
+        return float("nan")
+    sq = float(np.sum(x * x))
+    return 1.0 if sq == 0 else float(np.sum(x) ** 2 / (len(x) * sq))
+
+
+def size_classes(num_examples: Sequence[float] | np.ndarray, num_classes: int = 3) -> np.ndarray:
+    """Per-client size class labels [num_clients]: 'size0' (smallest) .. by quantile of size.
+
+    >>> size_classes([1, 2, 3, 4, 5, 6]).tolist()
+    ['size0', 'size0', 'size1', 'size1', 'size2', 'size2']
+    """
+    n = np.asarray(num_examples, np.float64)
+    ranks = np.argsort(np.argsort(n, kind="stable"), kind="stable")
+    return np.asarray([f"size{r * num_classes // len(n)}" for r in ranks])
+
+
+def grouped_spread(
+    report: report_lib.Report,
+    task: str,
+    metric: str,
+    labels: Sequence | np.ndarray,
+    *,
+    min_count: int = 5,
+) -> dict[str, dict[str, float]]:
+    """`client_spread` within each class of clients (institution size, compute class).
+
+    Args:
+      report: per-client metrics of every client.
+      labels: one class label per client [num_clients].
+
+    Returns:
+      {label: client_spread of that class's clients}, labels sorted.
+    """
+    labels = np.asarray(labels).astype(str)
+    out = {}
+    for label in np.unique(labels):
+        keep = [c for c in range(len(labels)) if labels[c] == label]
+        sub = report_lib.Report(pooled={}, per_client=[report.per_client[c] for c in keep])
+        out[str(label)] = client_spread(sub, task, metric, min_count=min_count)
+    return out
+
+
 def client_spread(
     report: report_lib.Report, task: str, metric: str, *, min_count: int = 5
 ) -> dict[str, float]:
@@ -58,8 +117,8 @@ def client_spread(
 
     Returns:
       {'mean', 'worst' (min, or max for rmse), 'p10' (the 10th percentile in the bad
-      direction: the 90th for rmse), 'median', 'clients' (how many were counted)};
-      NaN statistics when no client counts.
+      direction: the 90th for rmse), 'median', 'jain' (Jain's index of the values),
+      'clients' (how many were counted)}; NaN statistics when no client counts.
     """
     values = report.client_values(task, metric)
     counts = report.client_values(task, "count")
@@ -67,13 +126,14 @@ def client_spread(
     values = values[keep]
     if not len(values):
         nan = float("nan")
-        return {"mean": nan, "worst": nan, "p10": nan, "median": nan, "clients": 0}
+        return {"mean": nan, "worst": nan, "p10": nan, "median": nan, "jain": nan, "clients": 0}
     good = higher_is_better(metric)
     return {
         "mean": float(np.mean(values)),
         "worst": float(np.min(values) if good else np.max(values)),
         "p10": float(np.percentile(values, 10 if good else 90)),
         "median": float(np.median(values)),
+        "jain": jain_index(values),
         "clients": int(len(values)),
     }
 
@@ -189,7 +249,7 @@ def format_comparison(
     *,
     metrics: dict[str, str] | None = None,
 ) -> str:
-    """A text table: one row per (task, view) with pooled, mean, worst, p10, median.
+    """A text table: one row per (task, view) with pooled, mean, worst, p10, median, Jain.
 
     Args:
       reports: {view name (e.g. 'federated', 'personalised', 'centralised',
@@ -200,7 +260,7 @@ def format_comparison(
     metrics = metrics or {}
     head = (
         f"{'task:metric':<20} {'view':<14}"
-        f"{'pooled':>9}{'mean':>9}{'worst':>9}{'p10':>9}{'median':>9}{'clients':>9}"
+        f"{'pooled':>9}{'mean':>9}{'worst':>9}{'p10':>9}{'median':>9}{'jain':>9}{'clients':>9}"
     )
     lines = [head, "-" * len(head)]
     for task in spec.tasks:
@@ -209,8 +269,9 @@ def format_comparison(
         for view, report in reports.items():
             pooled = report.pooled.get(task.name, {}).get(metric, float("nan"))
             s = client_spread(report, task.name, metric)
-            cells = "".join(f"{v:>9.4f}" for v in (pooled, s["mean"], s["worst"], s["p10"]))
-            lines.append(f"{name:<20} {view:<14}{cells}{s['median']:>9.4f}{s['clients']:>9d}")
+            values = (pooled, s["mean"], s["worst"], s["p10"], s["median"], s["jain"])
+            cells = "".join(f"{v:>9.4f}" for v in values)
+            lines.append(f"{name:<20} {view:<14}{cells}{s['clients']:>9d}")
     lines.append("(per-client columns count clients with >= 5 test examples for the task)")
     return "\n".join(lines)
 

@@ -121,6 +121,30 @@ class ClientSpreadTest(absltest.TestCase):
         self.assertTrue(np.isnan(got["worst"]))
 
 
+class JainTest(absltest.TestCase):
+    def test_jain_by_hand(self):
+        # [0.5, 0.1, 0.9, 0.3]: (1.8)^2 / (4 * (0.25 + 0.01 + 0.81 + 0.09)) = 3.24 / 4.64.
+        self.assertAlmostEqual(equity.jain_index([0.5, 0.1, 0.9, 0.3]), 3.24 / 4.64, places=12)
+        self.assertAlmostEqual(equity.jain_index([2.0, 2.0]), 1.0, places=12)
+        self.assertAlmostEqual(equity.jain_index([3.0, 0.0, 0.0]), 1 / 3, places=12)
+        self.assertAlmostEqual(equity.jain_index([-1.0, 1.0]), 0.5, places=12)  # Clipped at 0.
+        report = _report([0.5, NAN, 0.1, 0.9, 0.3], [1.0, NAN, 4.0, 2.0, 3.0])
+        self.assertAlmostEqual(equity.client_spread(report, "y", "r2")["jain"], 3.24 / 4.64)
+
+    def test_grouped_spread_by_size_class(self):
+        # Sizes [10, 1, 20, 30, 2] -> classes by rank: client 1 and 4 small, 0 and 2
+        # middle, 3 large (ranks 2, 0, 3, 4, 1 -> 2*3//5 = 1, 0, 1, 2, 0).
+        labels = equity.size_classes([10, 1, 20, 30, 2])
+        self.assertEqual(labels.tolist(), ["size1", "size0", "size1", "size2", "size0"])
+        report = _report([0.5, NAN, 0.1, 0.9, 0.3], [1.0, NAN, 4.0, 2.0, 3.0])
+        got = equity.grouped_spread(report, "y", "r2", labels)
+        self.assertAlmostEqual(got["size1"]["mean"], 0.3)  # Clients 0, 2: (0.5 + 0.1) / 2.
+        self.assertAlmostEqual(got["size1"]["worst"], 0.1)
+        self.assertAlmostEqual(got["size1"]["jain"], 0.36 / (2 * 0.26))
+        self.assertEqual(got["size0"]["clients"], 1)  # Client 1 lacks the task.
+        self.assertAlmostEqual(got["size2"]["jain"], 1.0)
+
+
 class GroupReportTest(absltest.TestCase):
     def test_per_example_groups_by_hand(self):
         model, predictions, data, sex, _ = _frame()
@@ -186,10 +210,11 @@ class FormatTest(absltest.TestCase):
         text = equity.format_comparison({"federated": report, "local-only": report}, model.spec)
         rows = [line for line in text.splitlines() if line.startswith("y:r2")]
         self.assertLen(rows, 2)
-        # pooled 0.42, mean 0.45, worst 0.1, p10 0.16, median 0.4, 4 clients.
+        # pooled 0.42, mean 0.45, worst 0.1, p10 0.16, median 0.4, Jain 1.8^2 / (4 * 1.16)
+        # = 0.6983, 4 clients.
         self.assertEqual(
             rows[0].split(),
-            ["y:r2", "federated", "0.4200", "0.4500", "0.1000", "0.1600", "0.4000", "4"],
+            ["y:r2", "federated", "0.4200", "0.4500", "0.1000", "0.1600", "0.4000", "0.6983", "4"],
         )
         # 'pass' has no values in the report: NaN cells, 0 clients.
         self.assertIn("pass:auc", text)

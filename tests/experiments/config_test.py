@@ -45,8 +45,8 @@ def test_every_field_is_a_flag_with_its_default_and_help():
     flag_values = flags.FlagValues()
     config_lib.define_flags(flag_values, sys_argv=["train"])
     defaults = config_lib.TrainConfig().flat()
-    assert len(defaults) == 101  # 56 + trust 5, robust 4, hierarchy 3, secagg 8, dp 4,
-    # personal 4, central dp 8, tap 9.
+    assert len(defaults) == 103  # 56 + trust 5, robust 4, hierarchy 3, secagg 8, dp 4,
+    # personal 4, central dp 8, tap 9, fair 2.
     for name, value in defaults.items():
         flag_default = flag_values[name].default
         assert (tuple(flag_default) if isinstance(value, tuple) else flag_default) == value
