@@ -66,7 +66,7 @@ IntegerNoise = Callable[[jax.Array, jax.Array, t.PRNGKey], jax.Array]
 """(int32 [k, dim] encoded rows, bool [k] participants, key) -> int32 [k, dim]."""
 
 # fold_in tags of the aggregator's key.
-_DROPOUT_TAG, _PROTOCOL_TAG, _NOISE_TAG = 0, 1, 2
+_DROPOUT_TAG, _PROTOCOL_TAG, _NOISE_TAG, _LATE_TAG = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,6 +82,8 @@ class SecAggConfig:
       degree: the SecAgg+ graph's even degree.
       threshold: fraction of a client's neighbours needed to reconstruct its secrets.
       dropout: fraction of the participants that drop before sending.
+      late_dropout: fraction of the senders that drop after sending their masked
+        vector, before the unmasking (their inputs stay in the sum; protocol.py).
       limbs: field elements per secret.
       headroom_bits: extra ring bits for integer-domain noise.
       client_noise: float noise hook, before quantisation (see the module docstring).
@@ -96,6 +98,7 @@ class SecAggConfig:
     degree: int = 8
     threshold: float = 0.5
     dropout: float = 0.0
+    late_dropout: float = 0.0
     limbs: int = 2
     headroom_bits: int = 0
     client_noise: FloatNoise | None = None
@@ -245,6 +248,9 @@ def secure_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:
             jax.random.fold_in(rng, _NOISE_TAG),
         )
         dropped = _dropouts(jax.random.fold_in(rng, _DROPOUT_TAG), participants, config.dropout)
+        late = _dropouts(
+            jax.random.fold_in(rng, _LATE_TAG), participants & ~dropped, config.late_dropout
+        )
         protocol = protocol_lib.Protocol(
             bits=bits,
             graph=config.graph,
@@ -260,6 +266,7 @@ def secure_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:
             participants,
             dropped,
             protocol,
+            late,
         )
         aggregate = decode(outcome, segment, shapes, treedef, precision, bits)
         state = SecAggState(
