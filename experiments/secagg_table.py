@@ -170,7 +170,8 @@ def format_rows(rows: list[dict], graph: str, num_clients: int) -> str:
         f"  2^14 clients, 2^24 values: {paper[1]:.3f}x (paper 1.98x)",
         "",
         f"FedAvg, M3T (width 32), {num_clients} clients per round, graph={graph}:",
-        f"{'dropouts':>8} {'late':>4} {'ring':>5} {'KB/client':>10} {'vector KB':>10} {'expansion':>9} "
+        f"{'dropouts':>8} {'late':>4} {'ring':>5} {'KB/client':>10} {'vector KB':>10} "
+        f"{'expansion':>9} "
         f"{'max |err|':>10} {'bound':>9} {'clipped':>7} {'secure s':>9} {'plain s':>8}",
     ]
     for r in rows:

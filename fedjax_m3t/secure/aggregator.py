@@ -40,10 +40,11 @@ params and optimizer state unchanged (only `round` advances), and
 in simulation.run's hooks) raises SecAggAbortedError with the numbers.
 
 Central DP composes through two hooks, both run on each client's row before
-masking (and `SecAggConfig.skellam_std`, a built-in discrete noise: Skellam
-noise on the integers whose secure sum has the target std): `client_noise` on the float update before quantisation (each client's
+masking: `client_noise` on the float update before quantisation (each client's
 share of the noise), `integer_noise` on the integers after it (discrete noise,
-e.g. Kairouz et al. 2021); give `headroom_bits` for the noise's range.
+e.g. Kairouz et al. 2021); give `headroom_bits` for the noise's range. Built in:
+`SecAggConfig.skellam_std`, Skellam noise on the integers whose secure sum has
+the target std (skellam_rows).
 """
 
 import dataclasses

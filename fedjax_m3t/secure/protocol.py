@@ -40,9 +40,9 @@ agreement is Diffie-Hellman in a 16-bit group. Clients drop before step 2
 (`dropped`: the server unmasks with their s^SK shares) or after it (`late`: their
 y_u is in the sum, they do not answer step 3, and the responders U3 = U2 minus
 them reveal the shares of their self-mask seeds b_u, as for every u in U2; their
-pairwise masks with the rest of U2 cancel in the sum, so s^SK is never needed). The server-side function
-`server_unmask` takes only the `Transcript`: the public keys, the graph, the
-masked vectors, the request sets and the revealed shares.
+pairwise masks with the rest of U2 cancel in the sum, so s^SK is never needed).
+The server-side function `server_unmask` takes only the `Transcript`: the public
+keys, the graph, the masked vectors, the request sets and the revealed shares.
 """
 
 from typing import NamedTuple

@@ -50,7 +50,8 @@ class SkellamTest(absltest.TestCase):
         segment = np.zeros(values + 1, np.int32)  # One leaf, then its weight column.
         participants = jnp.ones(k, bool)
         plain = secagg.SecAggConfig(headroom_bits=4, weight_bound=16)
-        noisy = secagg.SecAggConfig(headroom_bits=4, weight_bound=16, skellam_std=1e-3)  # 65.5 integer units.
+        # sigma 1e-3 is 65.5 integer units at f = 16.
+        noisy = secagg.SecAggConfig(headroom_bits=4, weight_bound=16, skellam_std=1e-3)
         bits, f = secagg.resolve_bits(noisy, k)
         key = jax.random.key(1)
         encode = lambda config: jax.jit(
