@@ -129,8 +129,11 @@ def run_cell(
     return metric, backdoor
 
 
-def table(aggregators, attacks, fractions, settings: dict) -> list[dict]:
-    """One row per (attack, aggregator, fraction) with 'clean', 'attacked' and 'backdoor'."""
+def table(aggregators, attacks, fractions, settings: dict, on_row=None) -> list[dict]:
+    """One row per (attack, aggregator, fraction) with 'clean', 'attacked' and 'backdoor'.
+
+    `on_row(row)`, if given, is called as each row is measured (progress of long grids).
+    """
     federation = synthetic.make_education_federation(
         synthetic.SyntheticConfig(
             num_clients=settings["num_clients"],
@@ -158,6 +161,8 @@ def table(aggregators, attacks, fractions, settings: dict) -> list[dict]:
                     metric, backdoor = run_cell(federation, with_f(aggregator, f), plan, settings)
                 row = dict(attack=attack, aggregator=aggregator, fraction=fraction)
                 rows.append({**row, "clean": clean, "attacked": metric, "backdoor": backdoor})
+                if on_row is not None:
+                    on_row(rows[-1])
     return rows
 
 
@@ -204,7 +209,8 @@ def main(argv: list[str]) -> None:
         client_lr=_CLIENT_LR.value,
     )
     fractions = [float(x) for x in _FRACTIONS.value]
-    rows = table(_AGGREGATORS.value, _ATTACKS.value, fractions, settings)
+    progress = lambda r: print(format_rows([r], _METRIC.value).splitlines()[-1], flush=True)
+    rows = table(_AGGREGATORS.value, _ATTACKS.value, fractions, settings, progress)
     print(format_rows(rows, f"{_TASK.value}:{_METRIC.value}"))
 
 

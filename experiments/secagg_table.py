@@ -55,8 +55,14 @@ from fedjax_m3t.simulation import round as round_lib
 
 def dropout_rate(setting: str, cohort_size: int) -> float:
     """'0.3' is a fraction of the cohort; an integer >= 1 ('1') is a number of clients."""
-    value = float(setting)
+    value = float(setting.removeprefix("late:"))
     return value / cohort_size if value >= 1 else value
+
+
+def parse_setting(setting: str, cohort_size: int) -> tuple[float, float]:
+    """(early, late) dropout rates: '1', '0.3' drop before sending; 'late:1' after it."""
+    rate = dropout_rate(setting, cohort_size)
+    return (0.0, rate) if setting.startswith("late:") else (rate, 0.0)
 
 
 def client_bytes(config: secagg.SecAggConfig, params, federated, cohort_size: int) -> dict:
@@ -127,9 +133,8 @@ def measure(
 
     rows = []
     for setting in settings:
-        config = secagg.SecAggConfig(
-            graph=graph, degree=degree, dropout=dropout_rate(setting, num_clients)
-        )
+        early, late = parse_setting(setting, num_clients)
+        config = secagg.SecAggConfig(graph=graph, degree=degree, dropout=early, late_dropout=late)
         algorithm, secure, secure_seconds = run(secagg.secure_aggregator(config))
         _, plain, plain_seconds = run(secagg.reference_aggregator(config))
         error = max(
@@ -142,6 +147,7 @@ def measure(
         rows.append(
             {
                 "dropouts": int(secure.agg_state.dropped),
+                "late": round(late * int(secure.agg_state.survivors)),
                 "survivors": int(secure.agg_state.survivors),
                 "aborted": bool(secure.agg_state.aborted),
                 "clipped": int(secure.agg_state.clipped),
@@ -164,13 +170,14 @@ def format_rows(rows: list[dict], graph: str, num_clients: int) -> str:
         f"  2^14 clients, 2^24 values: {paper[1]:.3f}x (paper 1.98x)",
         "",
         f"FedAvg, M3T (width 32), {num_clients} clients per round, graph={graph}:",
-        f"{'dropouts':>8} {'ring':>5} {'KB/client':>10} {'vector KB':>10} {'expansion':>9} "
+        f"{'dropouts':>8} {'late':>4} {'ring':>5} {'KB/client':>10} {'vector KB':>10} "
+        f"{'expansion':>9} "
         f"{'max |err|':>10} {'bound':>9} {'clipped':>7} {'secure s':>9} {'plain s':>8}",
     ]
     for r in rows:
         status = " ABORTED" if r["aborted"] else ""
         lines.append(
-            f"{r['dropouts']:>8} {r['bits']:>5} {r['bytes'] / 1024:>10.1f} "
+            f"{r['dropouts']:>8} {r['late']:>4} {r['bits']:>5} {r['bytes'] / 1024:>10.1f} "
             f"{r['masked_bytes'] / 1024:>10.1f} {r['expansion']:>8.3f}x "
             f"{r['error']:>10.2e} {r['bound']:>9.2e} {r['clipped']:>7} "
             f"{r['secure_seconds']:>9.3f} {r['plain_seconds']:>8.3f}{status}"
@@ -194,7 +201,11 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     # Defined here, not at import: the flag names would clash with experiments.train's.
-    flags.DEFINE_list("dropouts", ["0", "1", "0.3"], "Dropouts: a fraction, or a count (>= 1).")
+    flags.DEFINE_list(
+        "dropouts",
+        ["0", "1", "0.3", "late:1"],
+        "Dropouts: a fraction, or a count (>= 1); 'late:' drops after sending.",
+    )
     flags.DEFINE_integer("num_clients", 10, "Clients in the federation (all in every round).")
     flags.DEFINE_enum("graph", "complete", ["complete", "harary"], "Neighbour graph.")
     flags.DEFINE_integer("degree", 4, "--graph=harary: even degree.")

@@ -42,7 +42,9 @@ in simulation.run's hooks) raises SecAggAbortedError with the numbers.
 Central DP composes through two hooks, both run on each client's row before
 masking: `client_noise` on the float update before quantisation (each client's
 share of the noise), `integer_noise` on the integers after it (discrete noise,
-e.g. Kairouz et al. 2021); give `headroom_bits` for the noise's range.
+e.g. Kairouz et al. 2021); give `headroom_bits` for the noise's range. Built in:
+`SecAggConfig.skellam_std`, Skellam noise on the integers whose secure sum has
+the target std (skellam_rows).
 """
 
 import dataclasses
@@ -66,7 +68,7 @@ IntegerNoise = Callable[[jax.Array, jax.Array, t.PRNGKey], jax.Array]
 """(int32 [k, dim] encoded rows, bool [k] participants, key) -> int32 [k, dim]."""
 
 # fold_in tags of the aggregator's key.
-_DROPOUT_TAG, _PROTOCOL_TAG, _NOISE_TAG = 0, 1, 2
+_DROPOUT_TAG, _PROTOCOL_TAG, _NOISE_TAG, _LATE_TAG = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,8 +84,14 @@ class SecAggConfig:
       degree: the SecAgg+ graph's even degree.
       threshold: fraction of a client's neighbours needed to reconstruct its secrets.
       dropout: fraction of the participants that drop before sending.
+      late_dropout: fraction of the senders that drop after sending their masked
+        vector, before the unmasking (their inputs stay in the sum; protocol.py).
       limbs: field elements per secret.
       headroom_bits: extra ring bits for integer-domain noise.
+      skellam_std: sigma > 0 adds discrete Skellam noise (skellam_rows) to the value
+        coordinates of each participant's integer row, so that the secure sum of
+        each coordinate of sum_u w_u x_u carries noise of std sigma (float units);
+        give headroom_bits for its range (about log2(6 sigma 2^f) bits more).
       client_noise: float noise hook, before quantisation (see the module docstring).
       integer_noise: integer noise hook, after quantisation.
     """
@@ -96,8 +104,10 @@ class SecAggConfig:
     degree: int = 8
     threshold: float = 0.5
     dropout: float = 0.0
+    late_dropout: float = 0.0
     limbs: int = 2
     headroom_bits: int = 0
+    skellam_std: float = 0.0
     client_noise: FloatNoise | None = None
     integer_noise: IntegerNoise | None = None
 
@@ -203,9 +213,46 @@ def encode_rows(
     clipped = jnp.sum(held & (jnp.abs(deltas) > config.clip), dtype=jnp.int32)
     weight_q = quantize.encode_weights(weights, config.weight_bound)
     rows = jnp.concatenate([weight_q[:, segment[: deltas.shape[1]]] * q, weight_q], axis=1)
+    if config.skellam_std > 0:
+        values = deltas.shape[1]
+        noise = skellam_rows(
+            jax.random.fold_in(integer_key, 1),
+            participants,
+            values,
+            config.skellam_std * 2.0**precision_bits,
+        )
+        rows = rows.at[:, :values].add(noise)
     if config.integer_noise is not None:
         rows = config.integer_noise(rows, participants, integer_key)
     return rows, clipped
+
+
+def skellam_rows(
+    key: t.PRNGKey, participants: jax.Array, dim: int, sum_std: float | jax.Array
+) -> jax.Array:
+    """Each participant's share of Skellam noise whose sum has std `sum_std`.
+
+    Skellam(mu) = Poisson(mu) - Poisson(mu) has variance 2 mu and sums of
+    independent Skellams are Skellam (Agarwal, Kairouz and Liu, 2021, "The Skellam
+    Mechanism for Differentially Private Federated Learning"), so with m
+    participants each adds Skellam(sum_std^2 / (2 m)) and the sum is
+    Skellam(sum_std^2 / 2): integers, exact under the ring's modular sum.
+
+    Args:
+      key: PRNG key.
+      participants: bool [k]; other slots get 0.
+      dim: coordinates per row.
+      sum_std: std of the sum over participants, in integer units.
+
+    Returns:
+      int32 [k, dim].
+    """
+    m = jnp.maximum(jnp.sum(participants), 1).astype(jnp.float32)
+    mu = jnp.square(jnp.asarray(sum_std, jnp.float32)) / (2.0 * m)
+    k = participants.shape[0]
+    plus, minus = jax.random.split(key)
+    draw = lambda kk: jax.random.poisson(kk, mu, (k, dim), dtype=jnp.int32)
+    return jnp.where(participants[:, None], draw(plus) - draw(minus), 0)
 
 
 def secure_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:  # noqa: B008
@@ -245,6 +292,9 @@ def secure_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:
             jax.random.fold_in(rng, _NOISE_TAG),
         )
         dropped = _dropouts(jax.random.fold_in(rng, _DROPOUT_TAG), participants, config.dropout)
+        late = _dropouts(
+            jax.random.fold_in(rng, _LATE_TAG), participants & ~dropped, config.late_dropout
+        )
         protocol = protocol_lib.Protocol(
             bits=bits,
             graph=config.graph,
@@ -260,6 +310,7 @@ def secure_aggregator(config: SecAggConfig = SecAggConfig()) -> base.Aggregator:
             participants,
             dropped,
             protocol,
+            late,
         )
         aggregate = decode(outcome, segment, shapes, treedef, precision, bits)
         state = SecAggState(

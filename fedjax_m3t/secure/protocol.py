@@ -36,10 +36,13 @@ sparse neighbour graph of Bell et al. (CCS 2020, eprint 2020/704) as an option:
 
 Simulated: one process plays every party (no network, no encryption of shares in
 transit, no signatures or consistency check of the malicious variant), the key
-agreement is Diffie-Hellman in a 16-bit group, and clients drop only before
-step 2 (a client that sent y_u answers step 3). The server-side function
-`server_unmask` takes only the `Transcript`: the public keys, the graph, the
-masked vectors, the request sets and the revealed shares.
+agreement is Diffie-Hellman in a 16-bit group. Clients drop before step 2
+(`dropped`: the server unmasks with their s^SK shares) or after it (`late`: their
+y_u is in the sum, they do not answer step 3, and the responders U3 = U2 minus
+them reveal the shares of their self-mask seeds b_u, as for every u in U2; their
+pairwise masks with the rest of U2 cancel in the sum, so s^SK is never needed).
+The server-side function `server_unmask` takes only the `Transcript`: the public
+keys, the graph, the masked vectors, the request sets and the revealed shares.
 """
 
 from typing import NamedTuple
@@ -81,6 +84,8 @@ class Transcript(NamedTuple):
       reveal_key_of: bool [k], the clients whose s^SK shares are requested.
       revealed_self: uint32 [owner k, holder k, limbs], revealed b shares (0: none).
       revealed_key: uint32 [k, k, limbs], revealed s^SK shares.
+      responded: bool [k], U3, the clients that answered the unmasking request
+        (None: all of U2, no late dropouts).
     """
 
     public_keys: jax.Array
@@ -93,6 +98,7 @@ class Transcript(NamedTuple):
     reveal_key_of: jax.Array
     revealed_self: jax.Array
     revealed_key: jax.Array
+    responded: jax.Array | None = None
 
 
 class Outcome(NamedTuple):
@@ -240,7 +246,8 @@ def server_unmask(
     tr = transcript
     k, dim = tr.masked.shape
     valid = ~jnp.any(tr.reveal_self_of & tr.reveal_key_of)
-    present = tr.adjacency & tr.sent[None, :]  # Holders that responded, per owner.
+    responded = tr.sent if tr.responded is None else tr.responded & tr.sent
+    present = tr.adjacency & responded[None, :]  # Holders that responded, per owner.
     count = jnp.sum(present, axis=1).astype(jnp.int32)
     needed = tr.reveal_self_of | tr.reveal_key_of
     margin = jnp.where(needed, count - tr.thresholds, jnp.iinfo(jnp.int32).max)
@@ -255,10 +262,12 @@ def server_unmask(
     self_masks = jax.vmap(masking.prg, in_axes=(0, None, None, None))(
         self_seeds, dim, masking.SELF_DOMAIN, bits
     )
-    # For a dropped u, each responding neighbour v added +PRG(s_uv) if u > v, else -.
+    # For a dropped u, each sending neighbour v added +PRG(s_uv) if u > v, else -.
     signs = jnp.where(jnp.arange(k)[None, :] < jnp.arange(k)[:, None], 1, -1)
+    # Every sender added its mask with u, responders or not (late dropouts).
+    senders = tr.adjacency & tr.sent[None, :]
     leftover = jax.vmap(masking.pairwise_sum, in_axes=(0, 0, None, 0, None, None, None, 0))(
-        secret_keys, jnp.arange(k), tr.public_keys, present, holders, segment, bits, signs
+        secret_keys, jnp.arange(k), tr.public_keys, senders, holders, segment, bits, signs
     )
     total = jnp.sum(jnp.where(tr.sent[:, None], tr.masked, 0), axis=0, dtype=jnp.uint32)
     total = total - jnp.sum(
@@ -285,6 +294,7 @@ def run(
     participants: jax.Array,
     dropped: jax.Array,
     protocol: Protocol,
+    late: jax.Array | None = None,
 ) -> tuple[Outcome, Transcript]:
     """The whole round, every party simulated in turn.
 
@@ -296,6 +306,8 @@ def run(
       participants: bool [k], U1 (padding slots are not).
       dropped: bool [k], participants that drop before sending y_u.
       protocol: parameters.
+      late: bool [k], clients that send y_u and then drop before the unmasking
+        (None: nobody); their inputs are in the sum.
 
     Returns:
       (the server's Outcome, the server's Transcript).
@@ -305,7 +317,10 @@ def run(
     values = jnp.where(masking.coordinate_holders(holders, segment), values, 0)
     masked = collect(secrets, public_keys, adjacency, values, holders, segment, sent, protocol.bits)
     reveal_self_of, reveal_key_of = requests(participants, sent)
-    revealed_self, revealed_key = reveal(secrets, adjacency, sent, reveal_self_of, reveal_key_of)
+    responded = sent if late is None else sent & ~late
+    revealed_self, revealed_key = reveal(
+        secrets, adjacency, responded, reveal_self_of, reveal_key_of
+    )
     transcript = Transcript(
         public_keys,
         adjacency,
@@ -317,5 +332,6 @@ def run(
         reveal_key_of,
         revealed_self,
         revealed_key,
+        responded,
     )
     return server_unmask(transcript, holders, segment, protocol.bits), transcript

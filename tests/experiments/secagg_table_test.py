@@ -29,6 +29,8 @@ def test_dropout_settings():
     assert secagg_table.dropout_rate("0", 10) == 0.0
     assert secagg_table.dropout_rate("1", 10) == 0.1  # One client of ten.
     assert secagg_table.dropout_rate("0.3", 10) == 0.3
+    assert secagg_table.parse_setting("1", 10) == (0.1, 0.0)
+    assert secagg_table.parse_setting("late:1", 10) == (0.0, 0.1)  # Drops after sending.
 
 
 def test_client_bytes_by_hand():

@@ -33,8 +33,10 @@ tearDownModule = fast_compile.tear_down
 
 
 @functools.partial(jax.jit, static_argnames="proto")
-def _run(key, values, holders, participants, dropped, proto):
-    return protocol.run(key, values, holders, jnp.asarray(SEGMENT), participants, dropped, proto)
+def _run(key, values, holders, participants, dropped, proto, late=None):
+    return protocol.run(
+        key, values, holders, jnp.asarray(SEGMENT), participants, dropped, proto, late
+    )
 
 
 def _inputs(bits=24):
@@ -81,6 +83,28 @@ class ProtocolTest(parameterized.TestCase):
         masked = np.asarray(transcript.masked)
         self.assertFalse(np.any(masked[dropped | ~participants]))
         self.assertFalse(np.any(masked[2, SEGMENT == 1]))
+
+    def test_late_dropouts_stay_in_the_exact_sum(self):
+        # Client 4 drops before sending; clients 0 and 6 send y_u, then drop before the
+        # unmasking: their inputs are in the sum, their b shares are revealed by the
+        # 6 responders (>= the threshold 4 of 8), and nobody asks for their s^SK.
+        q, holders, participants, values = _inputs()
+        dropped, late = np.zeros(K, bool), np.zeros(K, bool)
+        dropped[4] = True
+        late[[0, 6]] = True
+        outcome, transcript = _run(
+            jax.random.key(3), values, holders, participants, dropped, _protocol(), late
+        )
+        self.assertTrue(bool(outcome.ok))
+        self.assertEqual(int(outcome.survivors), 8)
+        want = _plain_sum(q, holders, participants & ~dropped)
+        np.testing.assert_array_equal(quantize.from_ring(outcome.total, 24), want)
+        np.testing.assert_array_equal(transcript.reveal_key_of, dropped)
+        self.assertTrue(bool(transcript.reveal_self_of[0] & transcript.reveal_self_of[6]))
+        # The late clients answered nothing; the 6 responders revealed b_0.
+        revealed = np.asarray(transcript.revealed_self)
+        self.assertFalse(np.any(revealed[:, [0, 6]]))
+        self.assertEqual(int(np.any(revealed[0] > 0, axis=-1).sum()), 6)
 
     def test_too_many_dropouts_abort_with_the_numbers(self):
         # 6 of 9 drop: a survivor keeps 2 responding neighbours (the other survivors)
